@@ -1,0 +1,50 @@
+#include "runtime/dispatch.h"
+
+#include <string.h>
+
+#include "runtime/cpu.h"
+
+qnn_dispatch qnn_dispatch_table = {QNN_ISA_REF, qnn_quant_fwd_ref, qnn_quant_bwd_ref};
+
+static const char *const isa_names[QNN_ISA_COUNT] = {"ref", "avx2", "avx512"};
+
+const char *qnn_isa_name(int isa) {
+    return (isa >= 0 && isa < QNN_ISA_COUNT) ? isa_names[isa] : "unknown";
+}
+
+int qnn_isa_from_name(const char *name) {
+    for (int i = 0; i < QNN_ISA_COUNT; i++)
+        if (strcmp(name, isa_names[i]) == 0) return i;
+    return -1;
+}
+
+int qnn_isa_available(int isa) {
+    if (isa == QNN_ISA_REF) return 1;
+#if QNN_HAVE_X86_ISAS
+    qnn_cpu_features f = qnn_cpu_detect();
+    if (isa == QNN_ISA_AVX2) return f.avx2;
+    /* The AVX-512 kernels are built with VNNI and VPOPCNTDQ enabled, so require them too. */
+    if (isa == QNN_ISA_AVX512) return f.avx512 && f.avx512_vnni && f.avx512_vpopcntdq;
+#endif
+    return 0;
+}
+
+int qnn_isa_best(void) {
+    for (int i = QNN_ISA_COUNT - 1; i > 0; i--)
+        if (qnn_isa_available(i)) return i;
+    return QNN_ISA_REF;
+}
+
+int qnn_dispatch_select(int isa) {
+    if (isa < 0 || isa >= QNN_ISA_COUNT || !qnn_isa_available(isa)) return -1;
+    qnn_dispatch d = {QNN_ISA_REF, qnn_quant_fwd_ref, qnn_quant_bwd_ref};
+#if QNN_HAVE_X86_ISAS
+    if (isa == QNN_ISA_AVX2) {
+        d = (qnn_dispatch){QNN_ISA_AVX2, qnn_quant_fwd_avx2, qnn_quant_bwd_avx2};
+    } else if (isa == QNN_ISA_AVX512) {
+        d = (qnn_dispatch){QNN_ISA_AVX512, qnn_quant_fwd_avx512, qnn_quant_bwd_avx512};
+    }
+#endif
+    qnn_dispatch_table = d;
+    return 0;
+}

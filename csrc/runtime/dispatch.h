@@ -1,0 +1,26 @@
+/* The dispatch table: the kernels of the best ISA level this CPU has, chosen once at import.
+ * It is the only global mutable state in the C code; nothing above the runtime names an ISA. */
+#ifndef QNN_RUNTIME_DISPATCH_H
+#define QNN_RUNTIME_DISPATCH_H
+
+#include "kernels/quant/quant.h"
+
+enum qnn_isa { QNN_ISA_REF = 0, QNN_ISA_AVX2 = 1, QNN_ISA_AVX512 = 2, QNN_ISA_COUNT = 3 };
+
+typedef struct qnn_dispatch {
+    int isa;
+    qnn_quant_fwd_ukernel quant_fwd;
+    qnn_quant_bwd_ukernel quant_bwd;
+} qnn_dispatch;
+
+extern qnn_dispatch qnn_dispatch_table;
+
+const char *qnn_isa_name(int isa);
+int qnn_isa_from_name(const char *name); /* -1 when unknown */
+int qnn_isa_available(int isa);
+int qnn_isa_best(void);
+/* Selects `isa`; returns 0, or -1 when the CPU (or this build) does not have it. Not to be
+ * called while kernels run on other threads (tests and start-up only). */
+int qnn_dispatch_select(int isa);
+
+#endif
