@@ -1,1 +1,31 @@
+"""qnn_ext: quantized neural networks (binary, ternary, N-bit) with QKeras semantics on C kernels.
+
+    from qnn_ext import quantized_bits, quantized_relu, binary, ternary
+    q = quantized_bits(4, 0, 1)
+    y = q(x)                 # float32 NumPy array, QKeras's values bit for bit
+    dx = q.gradient(x, dy)   # straight-through estimator
+"""
 from . import _core
+from . import backend, quantizers, utils
+from .quantizers import *  # noqa: F401,F403  (QKeras's flat namespace)
+from .quantizers import __all__ as _quantizer_names
+
+__version__ = "0.1.0"
+
+
+def build_info():
+    """Build and runtime facts: ISA in use and available, compiler, OpenMP, threads, version."""
+    return _core.build_info()
+
+
+def set_num_threads(n):
+    """Number of threads the C kernels use (OpenMP); also settable with OMP_NUM_THREADS."""
+    _core.set_num_threads(n)
+
+
+def get_num_threads():
+    return _core.get_num_threads()
+
+
+__all__ = list(_quantizer_names) + ["build_info", "set_num_threads", "get_num_threads",
+                                    "backend", "quantizers", "utils"]

@@ -31,6 +31,7 @@ enum qnn_quant_op {
     QNN_Q_HARD_SIGMOID,   /* the plain functions of QKeras (§2), for their forward/backward */
     QNN_Q_SMOOTH_SIGMOID,
     QNN_Q_BINARY_SIGMOID,
+    QNN_Q_HSWISH_PRE,     /* h = x*min(relu(x+shift), ub)/ub alone (hswish with auto alpha) */
     QNN_Q_OP_END
 };
 

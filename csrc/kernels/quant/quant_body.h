@@ -290,6 +290,7 @@ void QNN_FN(qnn_quant_fwd)(const qnn_quant_params *restrict p, size_t n,
     case QNN_Q_HARD_SIGMOID:
     case QNN_Q_SMOOTH_SIGMOID:
     case QNN_Q_BINARY_SIGMOID: QK_LOOP(y[i] = qk_fwd_fn(p, x[i])); break;
+    case QNN_Q_HSWISH_PRE: QK_LOOP(y[i] = qk_hswish_pre(p, x[i])); break;
     default: break;
     }
 }
@@ -299,7 +300,8 @@ void QNN_FN(qnn_quant_bwd)(const qnn_quant_params *restrict p, size_t n,
                            float *restrict dx, const float *restrict sc, int stride) {
     const float *sc2 = sc;
     switch (p->op) {
-    case QNN_Q_HSWISH: QK_LOOP(dx[i] = qk_bwd_hswish(p, x[i], dy[i])); break;
+    case QNN_Q_HSWISH:
+    case QNN_Q_HSWISH_PRE: QK_LOOP(dx[i] = qk_bwd_hswish(p, x[i], dy[i])); break;
     case QNN_Q_LINEAR: QK_LOOP(dx[i] = qk_bwd_linear(p, x[i], dy[i], s)); break;
     case QNN_Q_RELU: QK_LOOP(dx[i] = qk_bwd_relu(p, x[i], dy[i])); break;
     case QNN_Q_RELU_PO2: QK_LOOP(dx[i] = qk_bwd_relu_po2(p, x[i], dy[i])); break;
