@@ -114,10 +114,14 @@ class Layout:
         s = np.broadcast_to(np.asarray(scale, dtype=F32), self.scale_shape)
         if self.perm is None:
             return np.ascontiguousarray(s.reshape(-1))
+        # Same split and permutation as x, restricted to the kept axes.
         kept_shape, reps = self.eps
-        s = s.reshape(kept_shape)
-        idx = tuple(slice(None, None, r) for r in reps)
-        return np.ascontiguousarray(np.repeat(s[idx].reshape(-1), 1))
+        split = []
+        for d, r in zip(kept_shape, reps):
+            split += [d // r, r]
+        k = len(reps)
+        order = [2 * i for i in range(k)] + [2 * i + 1 for i in range(k)]
+        return np.ascontiguousarray(s.reshape(split).transpose(order).reshape(-1))
 
 
 def _norm_axis(who, axis, rank):
@@ -177,7 +181,9 @@ def channel_layout(who, shape, scale_axis=None, elements_per_scale=None, per_ele
         if S == 0 or outer == 0 or inner == 0:
             return Layout(shape, max(outer, 1), max(S, 1), max(inner, 1), 1, scale_shape)
         return Layout(shape, outer, S, inner, reps[0], scale_shape)
-    # General case: split each kept axis into (groups, reps), move the groups last.
+    # General case: split each kept axis into (groups, reps) and permute to
+    # (reduced..., groups..., reps...): channel c = g*R + r, so channels sharing a group are
+    # consecutive (group size R) and each kept index is still its own channel for the initial max.
     split_shape, group_axes, rep_axes, red_axes = [], [], [], []
     for i, d in enumerate(shape):
         if i in kept:
@@ -188,10 +194,11 @@ def channel_layout(who, shape, scale_axis=None, elements_per_scale=None, per_ele
         else:
             red_axes.append(len(split_shape))
             split_shape.append(d)
-    perm = red_axes + rep_axes + group_axes
+    perm = red_axes + group_axes + rep_axes
     G = int(np.prod([split_shape[a] for a in group_axes], dtype=np.int64))
+    R = int(np.prod(reps, dtype=np.int64))
     tshape_after = [split_shape[a] for a in perm]
-    outer = int(np.prod(tshape_after, dtype=np.int64)) // max(G, 1)
-    return Layout(shape, max(outer, 1), max(G, 1), 1, 1, scale_shape, perm=perm,
+    outer = int(np.prod([split_shape[a] for a in red_axes], dtype=np.int64))
+    return Layout(shape, max(outer, 1), max(G * R, 1), 1, R, scale_shape, perm=perm,
                   tshape=(split_shape, tshape_after),
                   eps=([shape[a] for a in kept], reps))

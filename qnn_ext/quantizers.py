@@ -46,6 +46,10 @@ def set_internal_sigmoid(mode):
     _internal_sigmoid = mode
 
 
+def _is_po2(alpha):
+    return isinstance(alpha, str) and alpha == "auto_po2"
+
+
 def _sigmoid_mode():
     return K.SIGMOID_MODES[_internal_sigmoid]
 
@@ -55,6 +59,38 @@ def get_weight_scale(quantizer, x=None):
     del x
     s = getattr(quantizer, "scale", None)
     return 1.0 if s is None else s
+
+
+def _get_integer_bits(min_value, max_value, bits=8, symmetric=False, keep_negative=False,
+                      is_clipping=True):
+    """Integer bits (left of the binary point) that cover [min_value, max_value] with `bits`
+    bits, QKeras's rule for QAdaptiveActivation (float32 arithmetic like TF's).
+
+    With clipping: ``round(max(log2|v|, 0))`` of min and max; without: ``ceil`` and one more
+    bit where the value would not fit ``2**int - 2**min(int - unsigned_bits, 0)`` (the min side
+    only when symmetric). Result ``min(unsigned_bits, max(int_min, int_max))`` as int32.
+    """
+    mn = np.asarray(min_value, dtype=F32)
+    mx = np.asarray(max_value, dtype=F32)
+    if not keep_negative:
+        mn = np.maximum(mn, F32(0))
+        mx = np.maximum(mx, F32(0))
+    ub = bits - int(bool(keep_negative))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mn_l = (np.log(np.abs(mn)) / F32(np.log(2.0))).astype(F32)
+        mx_l = (np.log(np.abs(mx)) / F32(np.log(2.0))).astype(F32)
+    mn_l = np.where(mn_l > 0, mn_l, F32(0)).astype(F32)
+    mx_l = np.where(mx_l > 0, mx_l, F32(0)).astype(F32)
+    if is_clipping:
+        mn_i, mx_i = np.rint(mn_l), np.rint(mx_l)
+    else:
+        mn_i, mx_i = np.ceil(mn_l), np.ceil(mx_l)
+        mx_po2 = (F32(2.0) ** mx_i - F32(2.0) ** np.minimum(mx_i - ub, 0)).astype(F32)
+        mx_i = np.where(mx <= mx_po2, mx_i, mx_i + 1)
+        if symmetric:
+            mn_po2 = (-F32(2.0) ** mn_i + F32(2.0) ** np.minimum(mn_i - ub, 0)).astype(F32)
+            mn_i = np.where(mn_po2 <= mn, mn_i, mn_i + 1)
+    return np.minimum(np.int32(ub), np.maximum(mn_i, mx_i).astype(np.int32))
 
 
 # ---------------------------------------------------------------- argument checks
@@ -246,7 +282,7 @@ class quantized_bits(BaseQuantizer):
             self.symmetric = True
 
     def _check_call(self):
-        if self.alpha != "auto_po2":
+        if not _is_po2(self.alpha):
             for k in ("elements_per_scale", "min_po2_exponent", "max_po2_exponent"):
                 if getattr(self, k) is not None:
                     raise ValueError(f"{self._name}: {k} is only supported with alpha='auto_po2'")
@@ -281,7 +317,7 @@ class quantized_bits(BaseQuantizer):
         p = self._qnoise_params()
         p.update(op=OP["AUTOBITS"], in_mul=2.0 ** -self.integer, out_mul=2.0 ** self.integer / m,
                  m=m, hi=levels / 2)
-        a = dict(po2=int(self.alpha == "auto_po2"), iterations=5,
+        a = dict(po2=int(_is_po2(self.alpha)), iterations=5,
                  global_init=int(x.ndim <= 1 and self.scale_axis is None),
                  has_min_exp=int(self.min_po2_exponent is not None),
                  has_max_exp=int(self.max_po2_exponent is not None),
@@ -293,6 +329,9 @@ class quantized_bits(BaseQuantizer):
             return x.copy(), np.ones(lay.scale_shape, F32)
         y, s = K._core.quant_auto(who, "bits", xk, p, a, lay.outer, lay.S, lay.inner, lay.group,
                                   out if lay.perm is None else None, scale_in)
+        if a["global_init"] and not a["po2"]:
+            # rank 1 with "auto": one max over the vector and no per-element refinement.
+            return lay.from_kernel(y), s[:1].copy()
         return lay.from_kernel(y), lay.scale_array(s)
 
     def _forward(self, x, training, out):
@@ -513,7 +552,7 @@ class quantized_linear(BaseQuantizer):
         """(y, per-channel scale vector, inner) for x; y is None unless auto computed it."""
         if self.auto_alpha:
             lay = K.channel_layout(self._name, x.shape, self.scale_axis)
-            a = dict(po2=int(self.alpha == "auto_po2"),
+            a = dict(po2=int(_is_po2(self.alpha)),
                      iterations=1 if self.use_sign_function else 5)
             y, s = K._core.quant_auto(self._name, "linear", lay.to_kernel(x), self._params(training),
                                       a, lay.outer, lay.S, lay.inner, lay.group,
@@ -1033,7 +1072,7 @@ class binary(BaseQuantizer):
         return f | (K.TANH_SURR if self.alpha is None else 0)
 
     def _auto_args(self):
-        return dict(po2=int(self.alpha == "auto_po2"), alpha_kind=_alpha_kind(self.alpha),
+        return dict(po2=int(_is_po2(self.alpha)), alpha_kind=_alpha_kind(self.alpha),
                     has_min_exp=int(self.min_po2_exponent is not None),
                     has_max_exp=int(self.max_po2_exponent is not None),
                     min_po2_exp=self.min_po2_exponent or 0, max_po2_exp=self.max_po2_exponent or 0)
@@ -1123,7 +1162,7 @@ class stochastic_binary(binary):
                  temperature=float(self.temperature),
                  sigmoid=2 if self.use_real_sigmoid else _sigmoid_mode())
         p["key"] = self._last_key = backend.next_random_key()
-        a = dict(po2=int(self.alpha == "auto_po2"), alpha_kind=_alpha_kind(self.alpha),
+        a = dict(po2=int(_is_po2(self.alpha)), alpha_kind=_alpha_kind(self.alpha),
                  global_init=int(x.ndim <= 1))
         scale_in = None
         if a["alpha_kind"] == 3:
@@ -1246,7 +1285,7 @@ class ternary(BaseQuantizer):
             if self.use_stochastic_rounding and training:
                 p["flags"] = K.SR
                 p["key"] = self._last_key = backend.next_random_key()
-            a = dict(po2=int(self.alpha == "auto_po2"), iterations=self.number_of_unrolls,
+            a = dict(po2=int(_is_po2(self.alpha)), iterations=self.number_of_unrolls,
                      global_init=int(x.ndim <= 1))
             if x.size == 0:
                 return x.copy()
@@ -1331,7 +1370,7 @@ class stochastic_ternary(ternary):
         p = dict(op=OP["STOCH_TERNARY"], temperature=float(self.temperature),
                  sigmoid=2 if self.use_real_sigmoid else _sigmoid_mode())
         p["key"] = self._last_key = backend.next_random_key()
-        a = dict(po2=int(self.alpha == "auto_po2"), alpha_kind=_alpha_kind(self.alpha),
+        a = dict(po2=int(_is_po2(self.alpha)), alpha_kind=_alpha_kind(self.alpha),
                  iterations=self.number_of_unrolls, global_init=int(x.ndim <= 1))
         if x.size == 0:
             return x.copy()

@@ -140,31 +140,35 @@ int qnn_quant_auto_bits(const qnn_quant_params *p, const qnn_auto_params *a,
     int rc = scratch_alloc(&w, L);
     if (rc) { scratch_free(&w); return rc; }
     qnn_fpenv env = qnn_fpenv_flush_begin();
-    float *s = w.a;
+    /* Per-channel scales (S of them): QKeras takes the initial max per scale_axis index and
+     * shares a scale within a group of `group` channels only from the least-squares steps on. */
+    float *sch = w.S1, *sg = w.a;
     if (a->frozen) {
-        for (size_t g = 0; g < G; g++) s[g] = scale_in[g * L->group] / p->m;
+        for (size_t c = 0; c < L->S; c++) sch[c] = scale_in[c] / p->m;
     } else {
         /* xn = x/m_i; statistics of xn (multiplying by the power of two 1/m_i is exact). */
-        absmax(L, x, s, a->global_init, 1);
-        for (size_t g = 0; g < G; g++) s[g] = ((s[g] * p->in_mul) * 2.0f) / levels;
+        qnn_channel_layout L1 = *L;
+        L1.group = 1;
+        absmax(&L1, x, sch, a->global_init, 1);
+        for (size_t c = 0; c < L->S; c++) sch[c] = ((sch[c] * p->in_mul) * 2.0f) / levels;
         if (a->po2) {
-            for (size_t g = 0; g < G; g++) s[g] = po2_round(s[g] + QNN_EPS);
+            for (size_t c = 0; c < L->S; c++) sch[c] = po2_round(sch[c] + QNN_EPS);
             for (int it = 0; it < a->iterations; it++) {
                 for (size_t k = 0; k < 2 * G; k++) w.acc[k] = 0.0;
                 FOR_EACH(L, {
                     const float xn = x[e] * p->in_mul;
-                    const float z = autobits_z(xn, s[g], half);
+                    const float z = autobits_z(xn, sch[s_], half);
                     w.acc[g] += (double)(xn * z);
                     w.acc[G + g] += (double)(z * z);
                 });
-                for (size_t g = 0; g < G; g++) s[g] = ls_scale(w.acc[g], w.acc[G + g], cnt, a, 1);
+                for (size_t g = 0; g < G; g++) sg[g] = ls_scale(w.acc[g], w.acc[G + g], cnt, a, 1);
+                expand(L, sg, sch);
             }
         }
     }
-    for (size_t g = 0; g < G; g++) scale_out[g] = s[g] * p->m;
+    for (size_t g = 0; g < G; g++) scale_out[g] = sch[g * L->group] * p->m;
     qnn_fpenv_end(env);
-    expand(L, s, w.S1);
-    rc = qnn_quant_forward(p, x, y, L->outer * L->S * L->inner, w.S1, NULL, L->S, L->inner);
+    rc = qnn_quant_forward(p, x, y, L->outer * L->S * L->inner, sch, NULL, L->S, L->inner);
     scratch_free(&w);
     return rc;
 }

@@ -16,158 +16,154 @@
 
 /* ---------------------------------------------------------------- forward, per element */
 
-static inline float qk_fwd_bits(const qnn_quant_params *p, float x, float s, float u0) {
+QK_INLINE float qk_fwd_bits(const qnn_quant_params *p, float x, float s, float u0, int sr,
+                                int qf1) {
     const float v = x * p->in_mul;
-    const float r = (p->flags & QNN_QF_SR) ? qk_sround(v, 1.0f, u0) : rintf(v);
+    const float r = sr ? qk_sround(v, 1.0f, u0) : rintf(v);
     const float xq = s * (qk_clip(r, p->lo, p->hi) * p->out_mul);
-    return qk_mix(p, x, xq);
+    return qk_mix(p, x, xq, qf1);
 }
 
-static inline float qk_fwd_bits_sign(const qnn_quant_params *p, float x, float s) {
+QK_INLINE float qk_fwd_bits_sign(const qnn_quant_params *p, float x, float s, int qf1) {
     const float k = x != x ? x : (x >= 0.0f ? 1.0f : -1.0f);
-    return qk_mix(p, x, s * k);
+    return qk_mix(p, x, s * k, qf1);
 }
 
-static inline float qk_hswish_pre(const qnn_quant_params *p, float x) {
+QK_INLINE float qk_hswish_pre(const qnn_quant_params *p, float x) {
     const float r = qk_clip(fmaxf(x + p->shift, 0.0f), 0.0f, p->ub);
-    return x != x ? x : (x * r) / p->ub;
+    /* r == 0 gives h = 0 also at x = -inf (its limit), where TF computes -inf*0 = NaN. */
+    return x != x ? x : (r == 0.0f ? 0.0f : (x * r) / p->ub);
 }
 
-static inline float qk_fwd_autobits(const qnn_quant_params *p, float x, float s) {
+QK_INLINE float qk_fwd_autobits(const qnn_quant_params *p, float x, float s, int qf1) {
     /* x/m_i, z = sign*min(floor(|xn|/s + 0.5), levels/2), out (s*m)*((m_i*z)/m); hi = levels/2 */
     const float xn = x * p->in_mul;
     const float v = floorf(fabsf(xn) / s + 0.5f);
     const float mag = v < p->hi ? v : p->hi;
     const float sg = xn > 0.0f ? 1.0f : (xn < 0.0f ? -1.0f : (xn != xn ? xn : 0.0f));
     const float xq = (s * p->m) * ((sg * mag) * p->out_mul);
-    return qk_mix(p, x, xq);
+    return qk_mix(p, x, xq, qf1);
 }
 
-static inline float qk_fwd_linear(const qnn_quant_params *p, float x, float qs, float u0) {
+QK_INLINE float qk_fwd_linear(const qnn_quant_params *p, float x, float qs, float u0, int sr,
+                                  int qf1) {
     const float c = qk_clip(x / qs, p->lo, p->hi) - p->shift;
-    const float r = ((p->flags & QNN_QF_SR) ? qk_sround(c, 1.0f, u0) : rintf(c)) + p->shift;
+    const float r = (sr ? qk_sround(c, 1.0f, u0) : rintf(c)) + p->shift;
     const float xq = r * qs;
-    return p->qf == 1.0f ? xq : x + p->qf * (xq - x);
+    return qf1 ? xq : x + p->qf * (xq - x);
 }
 
-static inline float qk_relu_xu(const qnn_quant_params *p, float x) {
+QK_INLINE float qk_relu_xu(const qnn_quant_params *p, float x) {
     if (p->flags & QNN_QF_QCLIP) return x <= p->cap ? qk_leaky(x, p->slope) : p->cap;
     if (p->flags & QNN_QF_UB) return x <= p->ub ? qk_leaky(x, p->slope) : p->ub;
     return qk_leaky(x, p->slope);
 }
 
-static inline float qk_fwd_relu(const qnn_quant_params *p, float x, float u0, float u1) {
-    const int sr = (p->flags & QNN_QF_SR) != 0;
+QK_INLINE float qk_fwd_relu(const qnn_quant_params *p, float x, float u0, float u1, int sr,
+                                int qf1, int sig) {
+    /* Both the plain and the use_sigmoid forms are computed and one selected: branch-free
+     * bodies are what the vectoriser needs (the flag is loop-invariant, the cost is small). */
     const float inv_m = 1.0f / p->m;
-    float xq;
-    if (p->flags & QNN_QF_USE_SIGMOID) {
-        const float pv = qk_sigmoid(x * p->in_mul, p->sigmoid) * p->m;
-        const float r = sr ? qk_sround(pv, 2.0f, u0) : rintf(pv);
-        xq = p->m_i * qk_clip(2.0f * (r * inv_m) - 1.0f, 0.0f, 1.0f - inv_m);
-        if (p->slope > 0.0f) {
-            const float ps = pv * p->slope;
-            const float rn = sr ? qk_sround(ps, 2.0f, u1) : rintf(ps);
-            xq = xq + (p->m_i * p->slope) * qk_clip(2.0f * (rn * p->out_mul) - 1.0f, -1.0f, 0.0f);
-        }
-    } else {
-        const float pv = x * p->in_mul;
-        const float r = sr ? qk_sround(pv, 2.0f, u0) : rintf(pv);
-        xq = p->m_i * qk_clip(r * inv_m, 0.0f, 1.0f - inv_m);
-        if (p->slope > 0.0f) {
-            const float ps = pv * p->slope;
-            const float rn = sr ? qk_sround(ps, 2.0f, u1) : rintf(ps);
-            xq = xq + (p->m_i * p->slope) * qk_clip(rn * p->out_mul, -1.0f, 0.0f);
-        }
-    }
-    if ((p->flags & QNN_QF_UB) && !(p->flags & QNN_QF_QCLIP)) xq = xq <= p->ub ? xq : p->ub;
-    if (x != x) return x;
-    return qk_mix(p, qk_relu_xu(p, x), xq);
+    const int use_sig = (p->flags & QNN_QF_USE_SIGMOID) != 0;
+    const float pv = use_sig ? qk_sigmoid(x * p->in_mul, sig) * p->m : x * p->in_mul;
+    const float r = sr ? qk_sround(pv, 2.0f, u0) : rintf(pv);
+    const float pos = use_sig ? 2.0f * (r * inv_m) - 1.0f : r * inv_m;
+    float xq = p->m_i * qk_clip(pos, 0.0f, 1.0f - inv_m);
+    const float ps = pv * p->slope;
+    const float rn = sr ? qk_sround(ps, 2.0f, u1) : rintf(ps);
+    const float neg = use_sig ? 2.0f * (rn * p->out_mul) - 1.0f : rn * p->out_mul;
+    const float xneg = xq + (p->m_i * p->slope) * qk_clip(neg, -1.0f, 0.0f);
+    xq = p->slope > 0.0f ? xneg : xq;
+    const int clamp_ub = (p->flags & QNN_QF_UB) && !(p->flags & QNN_QF_QCLIP);
+    xq = (clamp_ub && !(xq <= p->ub)) ? p->ub : xq;
+    const float y = qk_mix(p, qk_relu_xu(p, x), xq, qf1);
+    return x != x ? x : y;
 }
 
-static inline float qk_tanh_p(const qnn_quant_params *p, float x) {
-    return (p->flags & QNN_QF_REAL) ? tanhf(x) : 2.0f * qk_sigmoid(x, p->sigmoid) - 1.0f;
+QK_INLINE float qk_tanh_p(float x, int sig, int real) {
+    return real ? tanhf(x) : 2.0f * qk_sigmoid(x, sig) - 1.0f;
 }
 
-static inline float qk_fwd_tanh(const qnn_quant_params *p, float x, float u0) {
-    const float pm = qk_tanh_p(p, x) * p->m;
-    const float r = (p->flags & QNN_QF_SR) ? qk_sround(pm, 2.0f, u0) : rintf(pm);
+QK_INLINE float qk_fwd_tanh(const qnn_quant_params *p, float x, float u0, int sr, int sig,
+                                int real) {
+    const float pm = qk_tanh_p(x, sig, real) * p->m;
+    const float r = sr ? qk_sround(pm, 2.0f, u0) : rintf(pm);
     return qk_clip(r / p->m, p->lo, p->hi);
 }
 
-static inline float qk_sigm_p(const qnn_quant_params *p, float x) {
-    return (p->flags & QNN_QF_REAL) ? 1.0f / (1.0f + expf(-x)) : qk_sigmoid(x, p->sigmoid);
+QK_INLINE float qk_sigm_p(float x, int sig, int real) {
+    return real ? 1.0f / (1.0f + expf(-x)) : qk_sigmoid(x, sig);
 }
 
-static inline float qk_fwd_sigmoid(const qnn_quant_params *p, float x, float u0) {
-    const float pm = qk_sigm_p(p, x) * p->m;
-    const float r = (p->flags & QNN_QF_SR) ? qk_sround(pm, 2.0f, u0) : rintf(pm);
+QK_INLINE float qk_fwd_sigmoid(const qnn_quant_params *p, float x, float u0, int sr, int sig,
+                                   int real) {
+    const float pm = qk_sigm_p(x, sig, real) * p->m;
+    const float r = sr ? qk_sround(pm, 2.0f, u0) : rintf(pm);
     return qk_clip(r / p->m, p->lo, p->hi);
 }
 
-static inline float qk_ulaw_rp(const qnn_quant_params *p, float x) {
-    const float pv = qk_sigmoid(x * p->in_mul, p->sigmoid) * p->m;
+QK_INLINE float qk_ulaw_rp(const qnn_quant_params *p, float x, int sig) {
+    const float pv = qk_sigmoid(x * p->in_mul, sig) * p->m;
     return 2.0f * (rintf(pv) / p->m) - 1.0f;
 }
 
-static inline float qk_fwd_ulaw(const qnn_quant_params *p, float x) {
-    const float rp = qk_ulaw_rp(p, x);
+QK_INLINE float qk_fwd_ulaw(const qnn_quant_params *p, float x, int sig) {
+    const float rp = qk_ulaw_rp(p, x, sig);
     const float sg = rp > 0.0f ? 1.0f : (rp < 0.0f ? -1.0f : (rp != rp ? rp : 0.0f));
     const float ul = (sg * logf(1.0f + p->u * fabsf(rp))) / p->log1pu;
     return p->m_i * qk_clip(ul, p->lo, p->hi);
 }
 
-static inline float qk_fwd_po2(const qnn_quant_params *p, float x, float u0) {
-    if (x != x) return x;
+QK_INLINE float qk_fwd_po2(const qnn_quant_params *p, float x, float u0, int sr, int qf1) {
     const float sg = x >= 0.0f ? 1.0f : -1.0f;
-    const float xq = sg * qk_exp2i(qk_po2_exponent(p, fabsf(x), u0));
-    return qk_mix(p, x, xq);
+    const float xq = sg * qk_exp2i(qk_po2_exponent(p, fabsf(x), u0, sr));
+    const float y = qk_mix(p, x, xq, qf1);
+    return x != x ? x : y;
 }
 
-static inline float qk_fwd_relu_po2(const qnn_quant_params *p, float x, float u0, float u1) {
-    if (x != x) return x;
-    const float xu = (p->flags & QNN_QF_HAS_MAX) ? (x <= p->ub ? qk_leaky(x, p->slope) : p->ub)
-                                                 : qk_leaky(x, p->slope);
-    float xq;
-    if (x >= 0.0f || p->slope == 0.0f) {
-        xq = qk_exp2i(qk_po2_exponent(p, x > 0.0f ? x : 0.0f, u0));
-    } else {
-        xq = -qk_exp2i(qk_po2_exponent(p, (-x) * p->slope, u1));
-    }
-    return qk_mix(p, xu, xq);
+QK_INLINE float qk_fwd_relu_po2(const qnn_quant_params *p, float x, float u0, float u1,
+                                    int sr, int qf1) {
+    const float lk = qk_leaky(x, p->slope);
+    const float xu = ((p->flags & QNN_QF_HAS_MAX) && !(x <= p->ub)) ? p->ub : lk;
+    const float pos = qk_exp2i(qk_po2_exponent(p, x > 0.0f ? x : 0.0f, u0, sr));
+    const float neg = -qk_exp2i(qk_po2_exponent(p, (-x) * p->slope, u1, sr));
+    const float xq = (x >= 0.0f || p->slope == 0.0f) ? pos : neg;
+    const float y = qk_mix(p, xu, xq, qf1);
+    return x != x ? x : y;
 }
 
-static inline float qk_sign01(const qnn_quant_params *p, float x) {
+QK_INLINE float qk_sign01(const qnn_quant_params *p, float x) {
     const float k = x >= 0.0f ? 1.0f : -1.0f;
     return (p->flags & QNN_QF_USE01) ? (k + 1.0f) / 2.0f : k;
 }
 
-static inline float qk_fwd_sign(const qnn_quant_params *p, float x, float s) {
+QK_INLINE float qk_fwd_sign(const qnn_quant_params *p, float x, float s) {
     return x != x ? x : s * qk_sign01(p, x);
 }
 
-static inline float qk_fwd_ternary(const qnn_quant_params *p, float x, float s) {
+QK_INLINE float qk_fwd_ternary(const qnn_quant_params *p, float x, float s) {
     const float sg = x > 0.0f ? 1.0f : (x < 0.0f ? -1.0f : 0.0f);
     return x != x ? x : s * ((fabsf(x) >= p->thr ? 1.0f : 0.0f) * sg);
 }
 
-static inline float qk_fwd_stoch_sign(const qnn_quant_params *p, float x, float s, float s2,
-                                      float u0) {
-    const float pr = qk_sigmoid((p->temperature * x) / s2, p->sigmoid);
+QK_INLINE float qk_fwd_stoch_sign(const qnn_quant_params *p, float x, float s, float s2,
+                                      float u0, int sig) {
+    const float pr = qk_sigmoid((p->temperature * x) / s2, sig);
     const float q = pr >= u0 ? 1.0f : ((p->flags & QNN_QF_USE01) ? 0.0f : -1.0f);
     return x != x ? x : s * q;
 }
 
-static inline float qk_fwd_stoch_ternary(const qnn_quant_params *p, float x, float s, float s2,
-                                         float u0, float u1) {
+QK_INLINE float qk_fwd_stoch_ternary(const qnn_quant_params *p, float x, float s, float s2,
+                                         float u0, float u1, int sig) {
     /* s2 = std + eps; T = s / (2*(std+eps)) as QKeras */
     const float xn = x / s2, T = s / (2.0f * s2);
-    const float p0 = qk_sigmoid(p->temperature * (xn - T), p->sigmoid);
-    const float p1 = qk_sigmoid(p->temperature * (xn + T), p->sigmoid);
+    const float p0 = qk_sigmoid(p->temperature * (xn - T), sig);
+    const float p1 = qk_sigmoid(p->temperature * (xn + T), sig);
     const float q0 = p0 >= u0 ? 1.0f : -1.0f, q1 = p1 >= u1 ? 1.0f : -1.0f;
     return x != x ? x : s * ((q0 + q1) / 2.0f);
 }
 
-static inline float qk_fwd_fn(const qnn_quant_params *p, float x) {
+QK_INLINE float qk_fwd_fn(const qnn_quant_params *p, float x) {
     float f;
     if (p->op == QNN_Q_SMOOTH_SIGMOID) f = qk_sigmoid(x, QNN_SIG_SMOOTH);
     else if (p->op == QNN_Q_BINARY_SIGMOID) f = rintf(qk_sigmoid(x, QNN_SIG_HARD));
@@ -177,27 +173,29 @@ static inline float qk_fwd_fn(const qnn_quant_params *p, float x) {
 
 /* ---------------------------------------------------------------- backward, per element */
 
-static inline float qk_tanh_surr(float x) {
+QK_INLINE float qk_tanh_surr(float x) {
     const float t = tanhf(x);
     return 1.0f - t * t;
 }
 
-static inline float qk_bwd_hswish(const qnn_quant_params *p, float x, float dy) {
+QK_INLINE float qk_bwd_hswish(const qnn_quant_params *p, float x, float dy) {
     const float t = x + p->shift;
     const float r = qk_clip(fmaxf(t, 0.0f), 0.0f, p->ub);
     const float g = (dy * qk_ste_factor(p)) / p->ub;
+    if (x != x) return x;
     return g * r + ((t > 0.0f && t <= p->ub) ? g * x : 0.0f);
 }
 
-static inline float qk_bwd_linear(const qnn_quant_params *p, float x, float dy, float qs) {
+QK_INLINE float qk_bwd_linear(const qnn_quant_params *p, float x, float dy, float qs) {
+    /* y = x + qf*(xq - x) without stop_gradient: (1 - qf) + qf*[lo <= x/qs <= hi] */
     const float v = x / qs;
-    const float a = p->qf * dy;
-    return (dy - a) + ((v >= p->lo && v <= p->hi) ? (a * qs) / qs : 0.0f);
+    const float g = (1.0f - p->qf) + ((v >= p->lo && v <= p->hi) ? p->qf : 0.0f);
+    return dy * g;
 }
 
-static inline float qk_dleaky(float x, float slope) { return x > 0.0f ? 1.0f : slope; }
+QK_INLINE float qk_dleaky(float x, float slope) { return x > 0.0f ? 1.0f : slope; }
 
-static inline float qk_bwd_relu(const qnn_quant_params *p, float x, float dy) {
+QK_INLINE float qk_bwd_relu(const qnn_quant_params *p, float x, float dy) {
     float g;
     if (p->flags & QNN_QF_QCLIP) g = x <= p->cap ? qk_dleaky(x, p->slope) : 0.0f;
     else if (p->flags & QNN_QF_UB) g = x <= p->ub ? qk_dleaky(x, p->slope) : 0.0f;
@@ -205,28 +203,28 @@ static inline float qk_bwd_relu(const qnn_quant_params *p, float x, float dy) {
     return (dy * qk_ste_factor(p)) * g;
 }
 
-static inline float qk_bwd_relu_po2(const qnn_quant_params *p, float x, float dy) {
+QK_INLINE float qk_bwd_relu_po2(const qnn_quant_params *p, float x, float dy) {
     float g;
     if (p->flags & QNN_QF_HAS_MAX) g = x <= p->ub ? qk_dleaky(x, p->slope) : 0.0f;
     else g = qk_dleaky(x, p->slope);
     return (dy * qk_ste_factor(p)) * g;
 }
 
-static inline float qk_bwd_tanh(const qnn_quant_params *p, float x, float dy) {
-    const float v = rintf(qk_tanh_p(p, x) * p->m) / p->m;
+QK_INLINE float qk_bwd_tanh(const qnn_quant_params *p, float x, float dy, int sig, int real) {
+    const float v = rintf(qk_tanh_p(x, sig, real) * p->m) / p->m;
     if (!(v >= p->lo && v <= p->hi)) return 0.0f;
-    if (p->flags & QNN_QF_REAL) return dy * qk_tanh_surr(x);
-    return (dy * 2.0f) * qk_dsigmoid(x, p->sigmoid);
+    if (real) return dy * qk_tanh_surr(x);
+    return (dy * 2.0f) * qk_dsigmoid(x, sig);
 }
 
-static inline float qk_bwd_sigmoid(const qnn_quant_params *p, float x, float dy) {
-    const float v = rintf(qk_sigm_p(p, x) * p->m) / p->m;
+QK_INLINE float qk_bwd_sigmoid(const qnn_quant_params *p, float x, float dy, int sig, int real) {
+    const float v = rintf(qk_sigm_p(x, sig, real) * p->m) / p->m;
     if (!(v >= p->lo && v <= p->hi)) return 0.0f;
-    return dy * qk_dsigmoid(x, (p->flags & QNN_QF_REAL) ? QNN_SIG_REAL : p->sigmoid);
+    return dy * qk_dsigmoid(x, real ? QNN_SIG_REAL : sig);
 }
 
-static inline float qk_bwd_ulaw(const qnn_quant_params *p, float x, float dy) {
-    const float rp = qk_ulaw_rp(p, x);
+QK_INLINE float qk_bwd_ulaw(const qnn_quant_params *p, float x, float dy, int sig) {
+    const float rp = qk_ulaw_rp(p, x, sig);
     const float sg = rp > 0.0f ? 1.0f : (rp < 0.0f ? -1.0f : 0.0f);
     const float ar = fabsf(rp);
     const float ul = (sg * logf(1.0f + p->u * ar)) / p->log1pu;
@@ -234,10 +232,10 @@ static inline float qk_bwd_ulaw(const qnn_quant_params *p, float x, float dy) {
     /* d/d rp of sign(rp)*log(1+u|rp|)/log(1+u) with TF's sign' = 0 and |.|'(0) = 0 */
     const float g = (((dy * p->m_i) / p->log1pu) * sg) * (p->u / (1.0f + p->u * ar)) * sg;
     /* through 2*(round_through(p)/m) - 1 and p = sigmoid(x/m_i)*m */
-    return (((g * 2.0f) / p->m) * p->m) * qk_dsigmoid(x * p->in_mul, p->sigmoid) * p->in_mul;
+    return (((g * 2.0f) / p->m) * p->m) * qk_dsigmoid(x * p->in_mul, sig) * p->in_mul;
 }
 
-static inline float qk_bwd_fn(const qnn_quant_params *p, float x, float dy) {
+QK_INLINE float qk_bwd_fn(const qnn_quant_params *p, float x, float dy) {
     const int mode = p->op == QNN_Q_SMOOTH_SIGMOID ? QNN_SIG_SMOOTH : QNN_SIG_HARD;
     const float d = p->m == 2.0f ? dy * 2.0f : dy;
     return d * qk_dsigmoid(x, mode);
@@ -261,36 +259,67 @@ static inline float qk_bwd_fn(const qnn_quant_params *p, float x, float dy) {
         }                                                                               \
     } while (0)
 
-#define U0 ((p->flags & QNN_QF_SR) ? qnn_uniform01(p->key, idx0 + i) : 0.0f)
-#define U1 ((p->flags & QNN_QF_SR) ? qnn_uniform01(p->key, p->n_total + idx0 + i) : 0.0f)
-#define U0_ALWAYS qnn_uniform01(p->key, idx0 + i)
-#define U1_ALWAYS qnn_uniform01(p->key, p->n_total + idx0 + i)
+/* Loop-invariant choices become block-local constants, so each loop below is compiled for one
+ * combination and stays free of branches and of libm calls it does not need (what lets the
+ * compiler vectorise it). */
+#define QK_SPEC_SRQF(BODY)                                                              \
+    do {                                                                                \
+        if (P.flags & QNN_QF_SR) { const int sr = 1, qf1 = P.qf == 1.0f; (void)sr; (void)qf1; QK_LOOP(BODY); } \
+        else if (P.qf == 1.0f) { const int sr = 0, qf1 = 1; (void)sr; (void)qf1; QK_LOOP(BODY); } \
+        else { const int sr = 0, qf1 = 0; (void)sr; (void)qf1; QK_LOOP(BODY); }        \
+    } while (0)
+#define QK_SPEC_SIG(MODE, BODY)                                                         \
+    do {                                                                                \
+        if ((MODE) == QNN_SIG_HARD) { const int sig = QNN_SIG_HARD; BODY; }             \
+        else if ((MODE) == QNN_SIG_SMOOTH) { const int sig = QNN_SIG_SMOOTH; BODY; }    \
+        else { const int sig = QNN_SIG_REAL; BODY; }                                    \
+    } while (0)
+#define QK_SPEC_REAL(BODY)                                                              \
+    do {                                                                                \
+        if (P.flags & QNN_QF_REAL) { const int real = 1; BODY; }                        \
+        else { const int real = 0; BODY; }                                              \
+    } while (0)
+
+#define U0 (sr ? qnn_uniform01(P.key, idx0 + i) : 0.0f)
+#define U1 (sr ? qnn_uniform01(P.key, P.n_total + idx0 + i) : 0.0f)
+#define U0_ALWAYS qnn_uniform01(P.key, idx0 + i)
+#define U1_ALWAYS qnn_uniform01(P.key, P.n_total + idx0 + i)
 
 void QNN_FN(qnn_quant_fwd)(const qnn_quant_params *restrict p, size_t n,
                            const float *restrict x, float *restrict y, uint64_t idx0,
                            const float *restrict sc, const float *restrict sc2, int stride) {
-    switch (p->op) {
-    case QNN_Q_BITS: QK_LOOP(y[i] = qk_fwd_bits(p, x[i], s, U0)); break;
-    case QNN_Q_BITS_SIGN: QK_LOOP(y[i] = qk_fwd_bits_sign(p, x[i], s)); break;
-    case QNN_Q_HSWISH: QK_LOOP(y[i] = qk_fwd_bits(p, qk_hswish_pre(p, x[i]), s, U0)); break;
-    case QNN_Q_AUTOBITS: QK_LOOP(y[i] = qk_fwd_autobits(p, x[i], s)); break;
-    case QNN_Q_LINEAR: QK_LOOP(y[i] = qk_fwd_linear(p, x[i], s, U0)); break;
-    case QNN_Q_RELU: QK_LOOP(y[i] = qk_fwd_relu(p, x[i], U0, U1)); break;
-    case QNN_Q_TANH: QK_LOOP(y[i] = qk_fwd_tanh(p, x[i], U0)); break;
-    case QNN_Q_SIGMOID: QK_LOOP(y[i] = qk_fwd_sigmoid(p, x[i], U0)); break;
-    case QNN_Q_ULAW: QK_LOOP(y[i] = qk_fwd_ulaw(p, x[i])); break;
-    case QNN_Q_PO2: QK_LOOP(y[i] = qk_fwd_po2(p, x[i], U0)); break;
-    case QNN_Q_RELU_PO2: QK_LOOP(y[i] = qk_fwd_relu_po2(p, x[i], U0, U1)); break;
-    case QNN_Q_SIGN: QK_LOOP(y[i] = qk_fwd_sign(p, x[i], s)); break;
-    case QNN_Q_TERNARY: QK_LOOP(y[i] = qk_fwd_ternary(p, x[i], s)); break;
-    case QNN_Q_STOCH_SIGN: QK_LOOP(y[i] = qk_fwd_stoch_sign(p, x[i], s, s2, U0_ALWAYS)); break;
+    const qnn_quant_params P = *p; /* a local copy: provably not aliased by y */
+    const qnn_quant_params *const q = &P;
+    switch (P.op) {
+    case QNN_Q_BITS: QK_SPEC_SRQF(y[i] = qk_fwd_bits(q, x[i], s, U0, sr, qf1)); break;
+    case QNN_Q_BITS_SIGN: QK_SPEC_SRQF(y[i] = qk_fwd_bits_sign(q, x[i], s, qf1)); break;
+    case QNN_Q_HSWISH: QK_SPEC_SRQF(y[i] = qk_fwd_bits(q, qk_hswish_pre(q, x[i]), s, U0, sr, qf1)); break;
+    case QNN_Q_AUTOBITS: QK_SPEC_SRQF(y[i] = qk_fwd_autobits(q, x[i], s, qf1)); break;
+    case QNN_Q_LINEAR: QK_SPEC_SRQF(y[i] = qk_fwd_linear(q, x[i], s, U0, sr, qf1)); break;
+    case QNN_Q_RELU:
+        QK_SPEC_SIG(P.sigmoid, QK_SPEC_SRQF(y[i] = qk_fwd_relu(q, x[i], U0, U1, sr, qf1, sig)));
+        break;
+    case QNN_Q_TANH:
+        QK_SPEC_REAL(QK_SPEC_SIG(P.sigmoid, QK_SPEC_SRQF(y[i] = qk_fwd_tanh(q, x[i], U0, sr, sig, real))));
+        break;
+    case QNN_Q_SIGMOID:
+        QK_SPEC_REAL(QK_SPEC_SIG(P.sigmoid, QK_SPEC_SRQF(y[i] = qk_fwd_sigmoid(q, x[i], U0, sr, sig, real))));
+        break;
+    case QNN_Q_ULAW: QK_SPEC_SIG(P.sigmoid, QK_LOOP(y[i] = qk_fwd_ulaw(q, x[i], sig))); break;
+    case QNN_Q_PO2: QK_SPEC_SRQF(y[i] = qk_fwd_po2(q, x[i], U0, sr, qf1)); break;
+    case QNN_Q_RELU_PO2: QK_SPEC_SRQF(y[i] = qk_fwd_relu_po2(q, x[i], U0, U1, sr, qf1)); break;
+    case QNN_Q_SIGN: QK_LOOP(y[i] = qk_fwd_sign(q, x[i], s)); break;
+    case QNN_Q_TERNARY: QK_LOOP(y[i] = qk_fwd_ternary(q, x[i], s)); break;
+    case QNN_Q_STOCH_SIGN:
+        QK_SPEC_SIG(P.sigmoid, QK_LOOP(y[i] = qk_fwd_stoch_sign(q, x[i], s, s2, U0_ALWAYS, sig)));
+        break;
     case QNN_Q_STOCH_TERNARY:
-        QK_LOOP(y[i] = qk_fwd_stoch_ternary(p, x[i], s, s2, U0_ALWAYS, U1_ALWAYS));
+        QK_SPEC_SIG(P.sigmoid, QK_LOOP(y[i] = qk_fwd_stoch_ternary(q, x[i], s, s2, U0_ALWAYS, U1_ALWAYS, sig)));
         break;
     case QNN_Q_HARD_SIGMOID:
     case QNN_Q_SMOOTH_SIGMOID:
-    case QNN_Q_BINARY_SIGMOID: QK_LOOP(y[i] = qk_fwd_fn(p, x[i])); break;
-    case QNN_Q_HSWISH_PRE: QK_LOOP(y[i] = qk_hswish_pre(p, x[i])); break;
+    case QNN_Q_BINARY_SIGMOID: QK_LOOP(y[i] = qk_fwd_fn(q, x[i])); break;
+    case QNN_Q_HSWISH_PRE: QK_LOOP(y[i] = qk_hswish_pre(q, x[i])); break;
     default: break;
     }
 }
@@ -298,25 +327,31 @@ void QNN_FN(qnn_quant_fwd)(const qnn_quant_params *restrict p, size_t n,
 void QNN_FN(qnn_quant_bwd)(const qnn_quant_params *restrict p, size_t n,
                            const float *restrict x, const float *restrict dy,
                            float *restrict dx, const float *restrict sc, int stride) {
+    const qnn_quant_params P = *p;
+    const qnn_quant_params *const q = &P;
     const float *sc2 = sc;
-    switch (p->op) {
+    switch (P.op) {
     case QNN_Q_HSWISH:
-    case QNN_Q_HSWISH_PRE: QK_LOOP(dx[i] = qk_bwd_hswish(p, x[i], dy[i])); break;
-    case QNN_Q_LINEAR: QK_LOOP(dx[i] = qk_bwd_linear(p, x[i], dy[i], s)); break;
-    case QNN_Q_RELU: QK_LOOP(dx[i] = qk_bwd_relu(p, x[i], dy[i])); break;
-    case QNN_Q_RELU_PO2: QK_LOOP(dx[i] = qk_bwd_relu_po2(p, x[i], dy[i])); break;
-    case QNN_Q_TANH: QK_LOOP(dx[i] = qk_bwd_tanh(p, x[i], dy[i])); break;
-    case QNN_Q_SIGMOID: QK_LOOP(dx[i] = qk_bwd_sigmoid(p, x[i], dy[i])); break;
-    case QNN_Q_ULAW: QK_LOOP(dx[i] = qk_bwd_ulaw(p, x[i], dy[i])); break;
+    case QNN_Q_HSWISH_PRE: QK_LOOP(dx[i] = qk_bwd_hswish(q, x[i], dy[i])); break;
+    case QNN_Q_LINEAR: QK_LOOP(dx[i] = qk_bwd_linear(q, x[i], dy[i], s)); break;
+    case QNN_Q_RELU: QK_LOOP(dx[i] = qk_bwd_relu(q, x[i], dy[i])); break;
+    case QNN_Q_RELU_PO2: QK_LOOP(dx[i] = qk_bwd_relu_po2(q, x[i], dy[i])); break;
+    case QNN_Q_TANH:
+        QK_SPEC_REAL(QK_SPEC_SIG(P.sigmoid, QK_LOOP(dx[i] = qk_bwd_tanh(q, x[i], dy[i], sig, real))));
+        break;
+    case QNN_Q_SIGMOID:
+        QK_SPEC_REAL(QK_SPEC_SIG(P.sigmoid, QK_LOOP(dx[i] = qk_bwd_sigmoid(q, x[i], dy[i], sig, real))));
+        break;
+    case QNN_Q_ULAW: QK_SPEC_SIG(P.sigmoid, QK_LOOP(dx[i] = qk_bwd_ulaw(q, x[i], dy[i], sig))); break;
     case QNN_Q_HARD_SIGMOID:
     case QNN_Q_SMOOTH_SIGMOID:
-    case QNN_Q_BINARY_SIGMOID: QK_LOOP(dx[i] = qk_bwd_fn(p, x[i], dy[i])); break;
+    case QNN_Q_BINARY_SIGMOID: QK_LOOP(dx[i] = qk_bwd_fn(q, x[i], dy[i])); break;
     default:
         /* STE form A: identity (or 1 - qf without STE), or the tanh surrogate's derivative. */
-        if (p->flags & QNN_QF_TANH_SURR) {
+        if (P.flags & QNN_QF_TANH_SURR) {
             QK_LOOP(dx[i] = dy[i] * qk_tanh_surr(x[i]));
         } else {
-            const float g = qk_ste_factor(p);
+            const float g = qk_ste_factor(q);
             QK_LOOP(dx[i] = dy[i] * g);
         }
         break;

@@ -12,37 +12,40 @@
 
 #define QNN_EPS 1e-7f
 
-static inline float qk_clip(float v, float lo, float hi) {
+/* Per-element helpers are always inlined: a call inside a loop stops vectorisation. */
+#define QK_INLINE static inline __attribute__((always_inline))
+
+QK_INLINE float qk_clip(float v, float lo, float hi) {
     v = v < lo ? lo : v;
     return v > hi ? hi : v;
 }
 
-static inline float qk_mix(const qnn_quant_params *p, float xb, float xq) {
-    if (p->qf == 1.0f) return xq;
+QK_INLINE float qk_mix(const qnn_quant_params *p, float xb, float xq, int qf1) {
+    if (qf1) return xq;
     if (p->flags & QNN_QF_NO_STE) return (1.0f - p->qf) * xb + p->qf * xq;
     return xb + p->qf * (xq - xb);
 }
 
-static inline float qk_ste_factor(const qnn_quant_params *p) {
+QK_INLINE float qk_ste_factor(const qnn_quant_params *p) {
     return (p->flags & QNN_QF_NO_STE) ? 1.0f - p->qf : 1.0f;
 }
 
 /* QKeras stochastic_round: floor if frac(v*inv) < u else ceil, back to the grid (precision 1/inv). */
-static inline float qk_sround(float v, float inv, float u) {
+QK_INLINE float qk_sround(float v, float inv, float u) {
     const float sx = v * inv;
     const float fl = floorf(sx);
     const float r = (sx - fl) < u ? fl : ceilf(sx);
     return r / inv;
 }
 
-static inline float qk_sigmoid(float x, int mode) {
+QK_INLINE float qk_sigmoid(float x, int mode) {
     if (mode == QNN_SIG_HARD) return qk_clip(0.5f * x + 0.5f, 0.0f, 1.0f);
     if (mode == QNN_SIG_SMOOTH) return qk_clip(0.1875f * x + 0.5f, 0.0f, 1.0f);
     return 1.0f / (1.0f + expf(-x));
 }
 
 /* d sigmoid/dx, given x; for "real" the derivative is written through y as TF does. */
-static inline float qk_dsigmoid(float x, int mode) {
+QK_INLINE float qk_dsigmoid(float x, int mode) {
     if (mode == QNN_SIG_HARD) {
         const float s = 0.5f * x + 0.5f;
         return (s >= 0.0f && s <= 1.0f) ? 0.5f : 0.0f;
@@ -55,38 +58,34 @@ static inline float qk_dsigmoid(float x, int mode) {
     return y * (1.0f - y);
 }
 
-static inline uint32_t qk_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
-static inline float qk_float(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+QK_INLINE uint32_t qk_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+QK_INLINE float qk_float(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
 
-/* 2**e for an integer-valued e; below the normal range it flushes to 0 like TF's FTZ. */
-static inline float qk_exp2i(float e) {
-    if (e < -126.0f) return 0.0f;
-    if (e > 127.0f) return INFINITY;
-    return qk_float((uint32_t)((int32_t)e + 127) << 23);
+/* 2**e for an integer-valued e; below the normal range it flushes to 0 like TF's FTZ.
+ * Written as selects (no early returns) so loops using it vectorise. */
+QK_INLINE float qk_exp2i(float e) {
+    const float ec = qk_clip(e, -127.0f, 128.0f);
+    const float r = qk_float((uint32_t)((int32_t)(ec == ec ? ec : 0.0f) + 127) << 23);
+    return e != e ? e : (e < -126.0f ? 0.0f : (e > 127.0f ? INFINITY : r));
 }
 
 /* Exact floor(log2 t) and round-half-even(log2 t) for t > 0 normal or +inf. Ties are impossible
  * (log2 t = k + 1/2 needs t = sqrt(2)*2**k, irrational), so rounding up exactly when the
  * mantissa is above sqrt(2)'s (0x3504F3.33...) is round-to-nearest of the true log2. */
-static inline float qk_floor_log2(float t) { return (float)((int32_t)(qk_bits(t) >> 23) - 127); }
-static inline float qk_round_log2(float t) {
+QK_INLINE float qk_floor_log2(float t) { return (float)((int32_t)(qk_bits(t) >> 23) - 127); }
+QK_INLINE float qk_round_log2(float t) {
     const uint32_t b = qk_bits(t);
     return (float)((int32_t)(b >> 23) - 127 + ((b & 0x7FFFFFu) >= 0x3504F4u));
 }
 
-/* QKeras _clip_power_of_two for one magnitude a >= 0: the (clipped, possibly doubled) exponent. */
-static inline float qk_po2_exponent(const qnn_quant_params *p, float a, float u) {
-    if (a < QNN_EPS) return (float)p->min_exp; /* 0 -> 2**min_exp, never 0 */
-    float af = a;
-    if ((p->flags & QNN_QF_HAS_MAX) && af >= p->ub) af = p->ub;
+/* QKeras _clip_power_of_two for one magnitude a >= 0: the (clipped, possibly doubled) exponent.
+ * 0 (anything below eps) maps to min_exp, never to a zero output. */
+QK_INLINE float qk_po2_exponent(const qnn_quant_params *p, float a, float u, int sr) {
     const int quad = (p->flags & QNN_QF_QUAD) != 0;
+    const float af = ((p->flags & QNN_QF_HAS_MAX) && a >= p->ub) ? p->ub : a;
     const float t = quad ? sqrtf(af) : af;
     float l;
-    if (t == 0.0f) {
-        l = (float)p->min_exp; /* max_value == 0: log -> -inf, clipped to min_exp */
-    } else if (p->flags & QNN_QF_FLOOR) {
-        l = qk_floor_log2(t);
-    } else if (p->flags & QNN_QF_SR) {
+    if (sr) {
         /* stochastic_round_po2: sample between the neighbouring powers of two so that the
          * expected value is t. */
         const float xl = qk_round_log2(t + QNN_EPS);
@@ -97,12 +96,14 @@ static inline float qk_po2_exponent(const qnn_quant_params *p, float a, float u)
         const float val = u * (maxv - minv) + minv;
         l = t < val ? left : right;
     } else {
-        l = qk_round_log2(t);
+        l = (p->flags & QNN_QF_FLOOR) ? qk_floor_log2(t) : qk_round_log2(t);
     }
+    l = t == 0.0f ? (float)p->min_exp : l; /* max_value == 0: log -> -inf, clipped to min_exp */
     l = qk_clip(l, (float)p->min_exp, (float)p->max_exp);
-    return quad ? 2.0f * l : l;
+    l = quad ? 2.0f * l : l;
+    return a < QNN_EPS ? (float)p->min_exp : l;
 }
 
-static inline float qk_leaky(float x, float slope) { return x > 0.0f ? x : (slope != 0.0f ? slope * x : 0.0f); }
+QK_INLINE float qk_leaky(float x, float slope) { return x > 0.0f ? x : (slope != 0.0f ? slope * x : 0.0f); }
 
 #endif
