@@ -29,7 +29,10 @@ def as_input(who, x, arg="x"):
     if a.dtype.kind not in "biuf":
         raise TypeError(f"{who}: {arg} must contain real numbers (bool, int or float), "
                         f"got dtype {a.dtype}")
-    return np.ascontiguousarray(a, dtype=F32)
+    a = np.asarray(a, dtype=F32, order="C")  # (ascontiguousarray would make 0-d inputs 1-d)
+    if not a.flags.aligned:  # e.g. a float32 view at an odd byte offset of a buffer
+        a = a.copy()
+    return a
 
 
 def fwd(who, x, params, out=None, scale=None, scale2=None, inner=1):

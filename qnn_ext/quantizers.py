@@ -454,13 +454,17 @@ class quantized_hswish(quantized_bits):
 
     def get_config(self):
         config = super().get_config()
-        config.pop("keep_negative")
-        config.pop("post_training_scale")
         config.update(relu_shift=self.relu_shift, relu_upper_bound=self.relu_upper_bound)
         return config
 
     @classmethod
     def from_config(cls, config):
+        # QKeras's config carries quantized_bits's keys, which the hswish constructor does not
+        # take (its from_config fails); keep_negative is forced True and post_training_scale
+        # unused here.
+        config = dict(config)
+        config.pop("keep_negative", None)
+        config.pop("post_training_scale", None)
         return cls(**config)
 
 
@@ -530,7 +534,8 @@ class quantized_linear(BaseQuantizer):
 
     @property
     def scale(self):
-        return np.asarray(self.quantization_scale, dtype=F32) / F32(self.data_type_scale)
+        with np.errstate(over="ignore"):  # a huge auto scale over a tiny data_type_scale -> inf
+            return np.asarray(self.quantization_scale, dtype=F32) / F32(self.data_type_scale)
 
     def get_clip_bounds(self):
         if self.use_sign_function:
@@ -648,9 +653,6 @@ class quantized_relu(BaseQuantizer):
         self.integer = _check_int(who, "integer", integer)
         self.use_sigmoid = use_sigmoid
         _check_po2_slope(who, negative_slope)
-        if negative_slope != 0 and self.bits < 2:
-            raise ValueError(f"{who}: bits must be >= 2 with a negative_slope (one bit is the "
-                             f"sign), got {bits}")
         self.negative_slope = negative_slope
         self.use_stochastic_rounding = use_stochastic_rounding
         self.relu_upper_bound = _check_real(who, "relu_upper_bound", relu_upper_bound, True)
@@ -1063,8 +1065,17 @@ class binary(BaseQuantizer):
             flags.append("use_01=" + str(int(self.use_01)))
         if self.alpha is not None:
             flags.append("alpha=" + _str_alpha(self.alpha))
+        if self.elements_per_scale is not None:
+            flags.append("elements_per_scale=" + str(self.elements_per_scale))
+        if self.scale_axis is not None:
+            flags.append("scale_axis=" + str(self.scale_axis))
+        if self.min_po2_exponent is not None:
+            flags.append("min_po2_exponent=" + str(self.min_po2_exponent))
+        if self.max_po2_exponent is not None:
+            flags.append("max_po2_exponent=" + str(self.max_po2_exponent))
         if self.use_stochastic_rounding:
-            flags.append("use_stochastic_rounding=" + str(int(self.use_stochastic_rounding)))
+            # QKeras prints the value as given here (True), unlike the other classes' int().
+            flags.append("use_stochastic_rounding=" + str(self.use_stochastic_rounding))
         return "binary(" + ",".join(flags) + ")"
 
     def _flags(self):
@@ -1460,7 +1471,7 @@ def get_quantizer(identifier):
         if not isinstance(name, str) or not isinstance(config, dict):
             raise ValueError("get_quantizer: a dict identifier needs 'class_name' (str) and "
                              f"'config' (dict), got {identifier!r}")
-        return _instantiate(name, (), config, close_names)
+        return _instantiate(name, (), config, close_names, from_config=True)
     if isinstance(identifier, str):
         call = parse_quantizer_string(identifier)
         if call.name in _QUANTIZER_CLASSES:
@@ -1480,16 +1491,28 @@ def get_quantizer(identifier):
                          + f" (valid: {', '.join(sorted(valid))})")
     if isinstance(identifier, BaseQuantizer) or callable(identifier):
         return identifier
-    raise TypeError(f"get_quantizer: cannot interpret {identifier!r} (type "
-                    f"{type(identifier).__name__}) as a quantizer")
+    raise QuantizerIdentifierError(
+        f"get_quantizer: could not interpret quantizer identifier {identifier!r} (type "
+        f"{type(identifier).__name__}); expected None, a str, a config dict, a quantizer or a "
+        f"callable")
 
 
-def _instantiate(name, args, kwargs, close_names):
+class QuantizerIdentifierError(ValueError, TypeError):
+    """An identifier get_quantizer cannot interpret. QKeras raises ValueError ("Could not
+    interpret quantizer identifier"); it is also a TypeError because the type is what is wrong."""
+
+
+def _instantiate(name, args, kwargs, close_names, from_config=False):
     cls = _QUANTIZER_CLASSES.get(name)
     if cls is None:
         hint = close_names(name, list(_QUANTIZER_CLASSES))
         raise ValueError(f"get_quantizer: unknown quantizer class {name!r}"
                          + (f"; did you mean {', '.join(hint)}?" if hint else ""))
+    if from_config:
+        try:
+            return cls.from_config(kwargs)
+        except TypeError as e:
+            raise TypeError(f"get_quantizer: bad config for {name}: {e}") from None
     try:
         inspect.signature(cls.__init__).bind(None, *args, **kwargs)
     except TypeError as e:

@@ -17,7 +17,7 @@
 #define FOR_EACH(L, BODY)                                                         \
     for (size_t o_ = 0; o_ < (L)->outer; o_++)                                    \
         for (size_t s_ = 0; s_ < (L)->S; s_++) {                                  \
-            const size_t g = s_ / (L)->group;                                     \
+            const size_t g = (L)->group == 1 ? s_ : s_ / (L)->group; /* no div */ \
             const size_t base_ = (o_ * (L)->S + s_) * (L)->inner;                 \
             for (size_t i_ = 0; i_ < (L)->inner; i_++) {                          \
                 const size_t e = base_ + i_;                                      \
@@ -123,7 +123,7 @@ static int valid_layout(const qnn_channel_layout *L) {
 /* ------------------------------------------------------------------ quantized_bits auto */
 
 static inline float autobits_z(float xn, float s, float half) {
-    const float v = floorf(fabsf(xn) / s + 0.5f);
+    const float v = qk_floor(fabsf(xn) / s + 0.5f);
     const float mag = v < half ? v : half;
     const float sg = xn > 0.0f ? 1.0f : (xn < 0.0f ? -1.0f : (xn != xn ? xn : 0.0f));
     return sg * mag;
@@ -155,12 +155,28 @@ int qnn_quant_auto_bits(const qnn_quant_params *p, const qnn_auto_params *a,
             for (size_t c = 0; c < L->S; c++) sch[c] = po2_round(sch[c] + QNN_EPS);
             for (int it = 0; it < a->iterations; it++) {
                 for (size_t k = 0; k < 2 * G; k++) w.acc[k] = 0.0;
-                FOR_EACH(L, {
-                    const float xn = x[e] * p->in_mul;
-                    const float z = autobits_z(xn, sch[s_], half);
-                    w.acc[g] += (double)(xn * z);
-                    w.acc[G + g] += (double)(z * z);
-                });
+                if (L->inner == 1 && L->group == 1) {
+                    /* channels-last: row-wise updates of per-channel sums vectorise, and each
+                     * channel is still summed in the same (row) order */
+                    double *restrict ax = w.acc, *restrict aq = w.acc + G;
+                    const float *restrict sc = sch;
+                    for (size_t o = 0; o < L->outer; o++) {
+                        const float *restrict xr = x + o * L->S;
+                        for (size_t c = 0; c < L->S; c++) {
+                            const float xn = xr[c] * p->in_mul;
+                            const float z = autobits_z(xn, sc[c], half);
+                            ax[c] += (double)(xn * z);
+                            aq[c] += (double)(z * z);
+                        }
+                    }
+                } else {
+                    FOR_EACH(L, {
+                        const float xn = x[e] * p->in_mul;
+                        const float z = autobits_z(xn, sch[s_], half);
+                        w.acc[g] += (double)(xn * z);
+                        w.acc[G + g] += (double)(z * z);
+                    });
+                }
                 for (size_t g = 0; g < G; g++) sg[g] = ls_scale(w.acc[g], w.acc[G + g], cnt, a, 1);
                 expand(L, sg, sch);
             }
@@ -176,7 +192,7 @@ int qnn_quant_auto_bits(const qnn_quant_params *p, const qnn_auto_params *a,
 /* ---------------------------------------------------------------- quantized_linear auto */
 
 static inline float linear_code(const qnn_quant_params *p, float x, float qs) {
-    return rintf(qk_clip(x / qs, p->lo, p->hi) - p->shift) + p->shift;
+    return qk_rint(qk_clip(x / qs, p->lo, p->hi) - p->shift) + p->shift;
 }
 
 int qnn_quant_auto_linear(const qnn_quant_params *p, const qnn_auto_params *a,
@@ -297,10 +313,27 @@ int qnn_quant_auto_ternary(const qnn_quant_params *p, const qnn_auto_params *a,
      * while training, draw `it`), then s = LS(x, q). y keeps q for the output. */
     for (int it = 0; it < a->iterations; it++) {
         for (size_t k = 0; k < 2 * G; k++) w.acc[k] = 0.0;
+        if (L->inner == 1 && L->group == 1 && !sr) {
+            double *restrict ax = w.acc, *restrict aq = w.acc + G;
+            const float *restrict sc = s;
+            for (size_t o = 0; o < L->outer; o++) {
+                const float *restrict xr = x + o * L->S;
+                float *restrict yr = y + o * L->S;
+                for (size_t c = 0; c < L->S; c++) {
+                    const float v = sc[c] * qk_rint(xr[c] / sc[c]);
+                    const float q = (fabsf(v) >= sc[c] / 2.0f ? 1.0f : 0.0f) * sign3(xr[c]);
+                    yr[c] = q;
+                    ax[c] += (double)(xr[c] * q);
+                    aq[c] += (double)(q * q);
+                }
+            }
+            for (size_t g = 0; g < G; g++) s[g] = ls_scale(w.acc[g], w.acc[G + g], cnt, a, a->po2);
+            continue;
+        }
         FOR_EACH(L, {
             const float sc = s[g];
             const float r = sr ? qk_sround(x[e] / sc, 3.0f, qnn_uniform01(p->key, (uint64_t)it * n + e))
-                               : rintf(x[e] / sc);
+                               : qk_rint(x[e] / sc);
             const float v = sc * r;
             const float q = (fabsf(v) >= sc / 2.0f ? 1.0f : 0.0f) * sign3(x[e]);
             y[e] = q;

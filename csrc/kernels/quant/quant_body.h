@@ -19,7 +19,7 @@
 QK_INLINE float qk_fwd_bits(const qnn_quant_params *p, float x, float s, float u0, int sr,
                                 int qf1) {
     const float v = x * p->in_mul;
-    const float r = sr ? qk_sround(v, 1.0f, u0) : rintf(v);
+    const float r = sr ? qk_sround(v, 1.0f, u0) : qk_rint(v);
     const float xq = s * (qk_clip(r, p->lo, p->hi) * p->out_mul);
     return qk_mix(p, x, xq, qf1);
 }
@@ -38,7 +38,7 @@ QK_INLINE float qk_hswish_pre(const qnn_quant_params *p, float x) {
 QK_INLINE float qk_fwd_autobits(const qnn_quant_params *p, float x, float s, int qf1) {
     /* x/m_i, z = sign*min(floor(|xn|/s + 0.5), levels/2), out (s*m)*((m_i*z)/m); hi = levels/2 */
     const float xn = x * p->in_mul;
-    const float v = floorf(fabsf(xn) / s + 0.5f);
+    const float v = qk_floor(fabsf(xn) / s + 0.5f);
     const float mag = v < p->hi ? v : p->hi;
     const float sg = xn > 0.0f ? 1.0f : (xn < 0.0f ? -1.0f : (xn != xn ? xn : 0.0f));
     const float xq = (s * p->m) * ((sg * mag) * p->out_mul);
@@ -48,7 +48,7 @@ QK_INLINE float qk_fwd_autobits(const qnn_quant_params *p, float x, float s, int
 QK_INLINE float qk_fwd_linear(const qnn_quant_params *p, float x, float qs, float u0, int sr,
                                   int qf1) {
     const float c = qk_clip(x / qs, p->lo, p->hi) - p->shift;
-    const float r = (sr ? qk_sround(c, 1.0f, u0) : rintf(c)) + p->shift;
+    const float r = (sr ? qk_sround(c, 1.0f, u0) : qk_rint(c)) + p->shift;
     const float xq = r * qs;
     return qf1 ? xq : x + p->qf * (xq - x);
 }
@@ -60,17 +60,27 @@ QK_INLINE float qk_relu_xu(const qnn_quant_params *p, float x) {
 }
 
 QK_INLINE float qk_fwd_relu(const qnn_quant_params *p, float x, float u0, float u1, int sr,
-                                int qf1, int sig) {
+                                int qf1, int sig, int plain) {
+    if (plain) { /* no sigmoid, no negative slope: the common activation quantizer */
+        const float inv_m = 1.0f / p->m;
+        const float pv = x * p->in_mul;
+        const float r = sr ? qk_sround(pv, 2.0f, u0) : qk_rint(pv);
+        float xq = p->m_i * qk_clip(r * inv_m, 0.0f, 1.0f - inv_m);
+        const int clamp_ub = (p->flags & QNN_QF_UB) && !(p->flags & QNN_QF_QCLIP);
+        xq = (clamp_ub && !(xq <= p->ub)) ? p->ub : xq;
+        const float y = qk_mix(p, qk_relu_xu(p, x), xq, qf1);
+        return x != x ? x : y;
+    }
     /* Both the plain and the use_sigmoid forms are computed and one selected: branch-free
      * bodies are what the vectoriser needs (the flag is loop-invariant, the cost is small). */
     const float inv_m = 1.0f / p->m;
     const int use_sig = (p->flags & QNN_QF_USE_SIGMOID) != 0;
     const float pv = use_sig ? qk_sigmoid(x * p->in_mul, sig) * p->m : x * p->in_mul;
-    const float r = sr ? qk_sround(pv, 2.0f, u0) : rintf(pv);
+    const float r = sr ? qk_sround(pv, 2.0f, u0) : qk_rint(pv);
     const float pos = use_sig ? 2.0f * (r * inv_m) - 1.0f : r * inv_m;
     float xq = p->m_i * qk_clip(pos, 0.0f, 1.0f - inv_m);
     const float ps = pv * p->slope;
-    const float rn = sr ? qk_sround(ps, 2.0f, u1) : rintf(ps);
+    const float rn = sr ? qk_sround(ps, 2.0f, u1) : qk_rint(ps);
     const float neg = use_sig ? 2.0f * (rn * p->out_mul) - 1.0f : rn * p->out_mul;
     const float xneg = xq + (p->m_i * p->slope) * qk_clip(neg, -1.0f, 0.0f);
     xq = p->slope > 0.0f ? xneg : xq;
@@ -87,7 +97,7 @@ QK_INLINE float qk_tanh_p(float x, int sig, int real) {
 QK_INLINE float qk_fwd_tanh(const qnn_quant_params *p, float x, float u0, int sr, int sig,
                                 int real) {
     const float pm = qk_tanh_p(x, sig, real) * p->m;
-    const float r = sr ? qk_sround(pm, 2.0f, u0) : rintf(pm);
+    const float r = sr ? qk_sround(pm, 2.0f, u0) : qk_rint(pm);
     return qk_clip(r / p->m, p->lo, p->hi);
 }
 
@@ -98,13 +108,13 @@ QK_INLINE float qk_sigm_p(float x, int sig, int real) {
 QK_INLINE float qk_fwd_sigmoid(const qnn_quant_params *p, float x, float u0, int sr, int sig,
                                    int real) {
     const float pm = qk_sigm_p(x, sig, real) * p->m;
-    const float r = sr ? qk_sround(pm, 2.0f, u0) : rintf(pm);
+    const float r = sr ? qk_sround(pm, 2.0f, u0) : qk_rint(pm);
     return qk_clip(r / p->m, p->lo, p->hi);
 }
 
 QK_INLINE float qk_ulaw_rp(const qnn_quant_params *p, float x, int sig) {
     const float pv = qk_sigmoid(x * p->in_mul, sig) * p->m;
-    return 2.0f * (rintf(pv) / p->m) - 1.0f;
+    return 2.0f * (qk_rint(pv) / p->m) - 1.0f;
 }
 
 QK_INLINE float qk_fwd_ulaw(const qnn_quant_params *p, float x, int sig) {
@@ -114,19 +124,20 @@ QK_INLINE float qk_fwd_ulaw(const qnn_quant_params *p, float x, int sig) {
     return p->m_i * qk_clip(ul, p->lo, p->hi);
 }
 
-QK_INLINE float qk_fwd_po2(const qnn_quant_params *p, float x, float u0, int sr, int qf1) {
+QK_INLINE float qk_fwd_po2(const qnn_quant_params *p, float x, float u0, int sr, int qf1,
+                           int quad) {
     const float sg = x >= 0.0f ? 1.0f : -1.0f;
-    const float xq = sg * qk_exp2i(qk_po2_exponent(p, fabsf(x), u0, sr));
+    const float xq = sg * qk_exp2i(qk_po2_exponent(p, fabsf(x), u0, sr, quad));
     const float y = qk_mix(p, x, xq, qf1);
     return x != x ? x : y;
 }
 
 QK_INLINE float qk_fwd_relu_po2(const qnn_quant_params *p, float x, float u0, float u1,
-                                    int sr, int qf1) {
+                                    int sr, int qf1, int quad) {
     const float lk = qk_leaky(x, p->slope);
     const float xu = ((p->flags & QNN_QF_HAS_MAX) && !(x <= p->ub)) ? p->ub : lk;
-    const float pos = qk_exp2i(qk_po2_exponent(p, x > 0.0f ? x : 0.0f, u0, sr));
-    const float neg = -qk_exp2i(qk_po2_exponent(p, (-x) * p->slope, u1, sr));
+    const float pos = qk_exp2i(qk_po2_exponent(p, x > 0.0f ? x : 0.0f, u0, sr, quad));
+    const float neg = -qk_exp2i(qk_po2_exponent(p, (-x) * p->slope, u1, sr, quad));
     const float xq = (x >= 0.0f || p->slope == 0.0f) ? pos : neg;
     const float y = qk_mix(p, xu, xq, qf1);
     return x != x ? x : y;
@@ -166,7 +177,7 @@ QK_INLINE float qk_fwd_stoch_ternary(const qnn_quant_params *p, float x, float s
 QK_INLINE float qk_fwd_fn(const qnn_quant_params *p, float x) {
     float f;
     if (p->op == QNN_Q_SMOOTH_SIGMOID) f = qk_sigmoid(x, QNN_SIG_SMOOTH);
-    else if (p->op == QNN_Q_BINARY_SIGMOID) f = rintf(qk_sigmoid(x, QNN_SIG_HARD));
+    else if (p->op == QNN_Q_BINARY_SIGMOID) f = qk_rint(qk_sigmoid(x, QNN_SIG_HARD));
     else f = qk_sigmoid(x, QNN_SIG_HARD);
     return p->m == 2.0f ? 2.0f * f - 1.0f : f; /* the *_tanh variants: 2*f - 1 */
 }
@@ -211,14 +222,14 @@ QK_INLINE float qk_bwd_relu_po2(const qnn_quant_params *p, float x, float dy) {
 }
 
 QK_INLINE float qk_bwd_tanh(const qnn_quant_params *p, float x, float dy, int sig, int real) {
-    const float v = rintf(qk_tanh_p(x, sig, real) * p->m) / p->m;
+    const float v = qk_rint(qk_tanh_p(x, sig, real) * p->m) / p->m;
     if (!(v >= p->lo && v <= p->hi)) return 0.0f;
     if (real) return dy * qk_tanh_surr(x);
     return (dy * 2.0f) * qk_dsigmoid(x, sig);
 }
 
 QK_INLINE float qk_bwd_sigmoid(const qnn_quant_params *p, float x, float dy, int sig, int real) {
-    const float v = rintf(qk_sigm_p(x, sig, real) * p->m) / p->m;
+    const float v = qk_rint(qk_sigm_p(x, sig, real) * p->m) / p->m;
     if (!(v >= p->lo && v <= p->hi)) return 0.0f;
     return dy * qk_dsigmoid(x, real ? QNN_SIG_REAL : sig);
 }
@@ -280,6 +291,12 @@ QK_INLINE float qk_bwd_fn(const qnn_quant_params *p, float x, float dy) {
         else { const int real = 0; BODY; }                                              \
     } while (0)
 
+#define QK_SPEC_QUAD(BODY)                                                              \
+    do {                                                                                \
+        if (P.flags & QNN_QF_QUAD) { const int quad = 1; BODY; }                        \
+        else { const int quad = 0; BODY; }                                              \
+    } while (0)
+
 #define U0 (sr ? qnn_uniform01(P.key, idx0 + i) : 0.0f)
 #define U1 (sr ? qnn_uniform01(P.key, P.n_total + idx0 + i) : 0.0f)
 #define U0_ALWAYS qnn_uniform01(P.key, idx0 + i)
@@ -297,7 +314,12 @@ void QNN_FN(qnn_quant_fwd)(const qnn_quant_params *restrict p, size_t n,
     case QNN_Q_AUTOBITS: QK_SPEC_SRQF(y[i] = qk_fwd_autobits(q, x[i], s, qf1)); break;
     case QNN_Q_LINEAR: QK_SPEC_SRQF(y[i] = qk_fwd_linear(q, x[i], s, U0, sr, qf1)); break;
     case QNN_Q_RELU:
-        QK_SPEC_SIG(P.sigmoid, QK_SPEC_SRQF(y[i] = qk_fwd_relu(q, x[i], U0, U1, sr, qf1, sig)));
+        if (!(P.flags & QNN_QF_USE_SIGMOID) && P.slope == 0.0f) {
+            const int sig = QNN_SIG_HARD;
+            QK_SPEC_SRQF(y[i] = qk_fwd_relu(q, x[i], U0, U1, sr, qf1, sig, 1));
+        } else {
+            QK_SPEC_SIG(P.sigmoid, QK_SPEC_SRQF(y[i] = qk_fwd_relu(q, x[i], U0, U1, sr, qf1, sig, 0)));
+        }
         break;
     case QNN_Q_TANH:
         QK_SPEC_REAL(QK_SPEC_SIG(P.sigmoid, QK_SPEC_SRQF(y[i] = qk_fwd_tanh(q, x[i], U0, sr, sig, real))));
@@ -306,8 +328,10 @@ void QNN_FN(qnn_quant_fwd)(const qnn_quant_params *restrict p, size_t n,
         QK_SPEC_REAL(QK_SPEC_SIG(P.sigmoid, QK_SPEC_SRQF(y[i] = qk_fwd_sigmoid(q, x[i], U0, sr, sig, real))));
         break;
     case QNN_Q_ULAW: QK_SPEC_SIG(P.sigmoid, QK_LOOP(y[i] = qk_fwd_ulaw(q, x[i], sig))); break;
-    case QNN_Q_PO2: QK_SPEC_SRQF(y[i] = qk_fwd_po2(q, x[i], U0, sr, qf1)); break;
-    case QNN_Q_RELU_PO2: QK_SPEC_SRQF(y[i] = qk_fwd_relu_po2(q, x[i], U0, U1, sr, qf1)); break;
+    case QNN_Q_PO2: QK_SPEC_QUAD(QK_SPEC_SRQF(y[i] = qk_fwd_po2(q, x[i], U0, sr, qf1, quad))); break;
+    case QNN_Q_RELU_PO2:
+        QK_SPEC_QUAD(QK_SPEC_SRQF(y[i] = qk_fwd_relu_po2(q, x[i], U0, U1, sr, qf1, quad)));
+        break;
     case QNN_Q_SIGN: QK_LOOP(y[i] = qk_fwd_sign(q, x[i], s)); break;
     case QNN_Q_TERNARY: QK_LOOP(y[i] = qk_fwd_ternary(q, x[i], s)); break;
     case QNN_Q_STOCH_SIGN:

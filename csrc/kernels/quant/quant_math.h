@@ -15,6 +15,29 @@
 /* Per-element helpers are always inlined: a call inside a loop stops vectorisation. */
 #define QK_INLINE static inline __attribute__((always_inline))
 
+/* Round half to even / floor / ceil, exact. With SSE4.1 or AArch64 these are single
+ * instructions; on baseline x86-64 (the scalar reference, the auto-scale code) libm's rintf is
+ * a call, so use the 2**23 trick: adding and subtracting 2**23 rounds |v| < 2**23 to an integer
+ * in the default (half-to-even) mode; larger floats are integers already. */
+#if defined(__SSE4_1__) || defined(__aarch64__)
+#define qk_rint rintf
+#define qk_floor floorf
+#define qk_ceil ceilf
+#else
+QK_INLINE float qk_rint(float v) {
+    const float a = fabsf(v);
+    return a < 0x1p23f ? copysignf((a + 0x1p23f) - 0x1p23f, v) : v;
+}
+QK_INLINE float qk_floor(float v) {
+    const float r = qk_rint(v);
+    return r > v ? r - 1.0f : r;
+}
+QK_INLINE float qk_ceil(float v) {
+    const float r = qk_rint(v);
+    return r < v ? r + 1.0f : r;
+}
+#endif
+
 QK_INLINE float qk_clip(float v, float lo, float hi) {
     v = v < lo ? lo : v;
     return v > hi ? hi : v;
@@ -33,8 +56,8 @@ QK_INLINE float qk_ste_factor(const qnn_quant_params *p) {
 /* QKeras stochastic_round: floor if frac(v*inv) < u else ceil, back to the grid (precision 1/inv). */
 QK_INLINE float qk_sround(float v, float inv, float u) {
     const float sx = v * inv;
-    const float fl = floorf(sx);
-    const float r = (sx - fl) < u ? fl : ceilf(sx);
+    const float fl = qk_floor(sx);
+    const float r = (sx - fl) < u ? fl : qk_ceil(sx);
     return r / inv;
 }
 
@@ -74,14 +97,14 @@ QK_INLINE float qk_exp2i(float e) {
  * mantissa is above sqrt(2)'s (0x3504F3.33...) is round-to-nearest of the true log2. */
 QK_INLINE float qk_floor_log2(float t) { return (float)((int32_t)(qk_bits(t) >> 23) - 127); }
 QK_INLINE float qk_round_log2(float t) {
-    const uint32_t b = qk_bits(t);
-    return (float)((int32_t)(b >> 23) - 127 + ((b & 0x7FFFFFu) >= 0x3504F4u));
+    /* signed compares only (the mantissa has 23 bits): AVX2 has no unsigned 32-bit compare */
+    const int32_t b = (int32_t)qk_bits(t);
+    return (float)((b >> 23) - 127 + ((b & 0x7FFFFF) >= 0x3504F4));
 }
 
 /* QKeras _clip_power_of_two for one magnitude a >= 0: the (clipped, possibly doubled) exponent.
  * 0 (anything below eps) maps to min_exp, never to a zero output. */
-QK_INLINE float qk_po2_exponent(const qnn_quant_params *p, float a, float u, int sr) {
-    const int quad = (p->flags & QNN_QF_QUAD) != 0;
+QK_INLINE float qk_po2_exponent(const qnn_quant_params *p, float a, float u, int sr, int quad) {
     const float af = ((p->flags & QNN_QF_HAS_MAX) && a >= p->ub) ? p->ub : a;
     const float t = quad ? sqrtf(af) : af;
     float l;
