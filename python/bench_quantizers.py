@@ -4,7 +4,8 @@ For quantized_bits, quantized_relu, binary, ternary and quantized_po2 on N float
 16 M), forward and forward+gradient, at every ISA level this CPU has. Prints one table:
 median time of --repeat warm runs, effective bandwidth (forward moves 8 bytes/element: read x,
 write y; forward+gradient adds 12: read x and dy, write dx) and the speed ratio to NumPy (same
-math, preallocated outputs, each ufunc one pass) and to PyTorch (fake_quantize_per_tensor_affine
+math, preallocated outputs, each ufunc one pass; and as usually written, with temporaries)
+and to PyTorch (fake_quantize_per_tensor_affine
 for the affine quantizers, composed tensor ops for the others) when torch is installed.
 
     python python/bench_quantizers.py                # 1 thread, 16 M floats
@@ -54,7 +55,6 @@ def np_relu(x, y, t):
 
 
 def np_binary(x, y, t):
-    np.greater_equal(x, F32(0), out=t.view(np.bool_)[: x.size].reshape(x.shape)) if False else None
     np.copysign(F32(1), x, out=y)
     # copysign keeps -0.0 -> -1; binary maps 0 -> +1 like x >= 0
     np.putmask(y, x == 0, F32(1))
@@ -78,6 +78,17 @@ def np_po2(x, y, t):
     np.exp2(t, out=t)
     np.copysign(t, x, out=y)
     np.putmask(y, x == 0, F32(2 ** -4))
+
+
+# The same math as NumPy code is usually written: expressions with temporaries.
+NAIVE = {
+    "fq": lambda x: np.clip(np.rint(x * F32(8)), -8, 7) * F32(0.125),
+    "fq_relu": lambda x: np.clip(np.rint(x * F32(16)) / F32(16), 0, F32(15 / 16)),
+    "sign": lambda x: np.where(x >= 0, F32(1), F32(-1)),
+    "ternary": lambda x: np.sign(x) * (np.abs(x) >= F32(0.33)),
+    "po2": lambda x: np.where(np.abs(x) < F32(1e-7), F32(2 ** -4) * np.where(x >= 0, 1, -1),
+                              np.where(x >= 0, F32(1), F32(-1)) * np.exp2(np.clip(np.rint(np.log2(np.abs(x))), -4, 3))),
+}
 
 
 def np_ste_grad(x, dy, dx):
@@ -154,7 +165,8 @@ def main():
           f"| OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}")
     print(f"median of {args.repeat} warm runs; forward moves 8 B/elem, forward+gradient 20 B/elem; "
           f"qnn_ext writes into preallocated out= buffers")
-    hdr = f"{'quantizer':24s} {'pass':9s} {'isa':7s} {'ms':>8s} {'GB/s':>7s} {'numpy ms':>9s} {'x numpy':>8s} {'torch ms':>9s} {'x torch':>8s}"
+    hdr = (f"{'quantizer':24s} {'pass':9s} {'isa':7s} {'ms':>8s} {'GB/s':>7s} {'np ms':>7s} "
+           f"{'x np':>6s} {'np-naive ms':>11s} {'x naive':>7s} {'torch ms':>9s} {'x torch':>8s}")
     print(hdr)
     print("-" * len(hdr))
     old_isa = _core.get_isa()
@@ -162,6 +174,7 @@ def main():
     for name, make, np_f, np_g, tkind in CASES:
         q = make()
         t_np_f = timeit(lambda: np_f(x, y, t), args.repeat)
+        t_nv_f = timeit(lambda: NAIVE[tkind](x), args.repeat)
         t_np_fb = t_np_f + timeit(lambda: np_g(x, dy, dx), args.repeat)
         if torch is not None:
             tf, tfb = torch_fns(tkind, torch, n)
@@ -172,10 +185,13 @@ def main():
             _core.set_isa(isa)
             t_f = timeit(lambda: q(x, out=y), args.repeat)
             t_fb = timeit(lambda: (q(x, out=y), q.gradient(x, dy, out=dx)), args.repeat)
-            for pas, tq, tn, tt, nbytes in (("fwd", t_f, t_np_f, t_t_f, 8), ("fwd+grad", t_fb, t_np_fb, t_t_fb, 20)):
+            for pas, tq, tn, tv, tt, nbytes in (("fwd", t_f, t_np_f, t_nv_f, t_t_f, 8),
+                                                ("fwd+grad", t_fb, t_np_fb, None, t_t_fb, 20)):
                 gbs = n * nbytes / tq / 1e9
                 tor = f"{tt*1e3:9.2f} {tt/tq:8.1f}" if tt else f"{'-':>9s} {'-':>8s}"
-                print(f"{name:24s} {pas:9s} {isa:7s} {tq*1e3:8.2f} {gbs:7.1f} {tn*1e3:9.2f} {tn/tq:8.1f} {tor}")
+                nv = f"{tv*1e3:11.2f} {tv/tq:7.1f}" if tv else f"{'-':>11s} {'-':>7s}"
+                print(f"{name:24s} {pas:9s} {isa:7s} {tq*1e3:8.2f} {gbs:7.1f} {tn*1e3:7.2f} "
+                      f"{tn/tq:6.1f} {nv} {tor}")
                 results.append((name, pas, isa, tq, gbs, tn / tq, (tt / tq) if tt else None))
         _core.set_isa(old_isa)
     return results
