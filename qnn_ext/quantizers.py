@@ -206,6 +206,14 @@ class BaseQuantizer:
     def __repr__(self):
         return str(self)
 
+    def _stochastic(self, p, on):
+        """Turn on stochastic rounding in kernel params `p` with a fresh key from the seeded
+        stream (kept in ``_last_key`` so tests can rebuild the draws)."""
+        if on:
+            p["flags"] = p.get("flags", 0) | K.SR
+            p["key"] = self._last_key = backend.next_random_key()
+        return p
+
     # params common to the qnoise-aware quantizers
     def _qnoise_params(self):
         qf = float(self.qnoise_factor)
@@ -290,9 +298,7 @@ class quantized_bits(BaseQuantizer):
     def _fixed_params(self, x, training):
         ub = self.bits - int(bool(self.keep_negative))
         p = self._qnoise_params()
-        if self.use_stochastic_rounding and training:
-            p["flags"] |= K.SR
-            p["key"] = self._last_key = backend.next_random_key()
+        self._stochastic(p, self.use_stochastic_rounding and training)
         if ub > 0:
             m, m_i = 2.0 ** ub, 2.0 ** self.integer
             p.update(op=OP["BITS"], in_mul=m / m_i, out_mul=m_i / m,
@@ -548,9 +554,7 @@ class quantized_linear(BaseQuantizer):
         lo, hi = self.get_clip_bounds()
         p = dict(op=OP["LINEAR"], qf=float(self.qnoise_factor), lo=lo, hi=hi,
                  shift=0.5 if self.use_sign_function else 0.0, flags=0)
-        if self.use_stochastic_rounding and training:
-            p["flags"] |= K.SR
-            p["key"] = self._last_key = backend.next_random_key()
+        self._stochastic(p, self.use_stochastic_rounding and training)
         return p
 
     def _scales(self, x, training, out=None):
@@ -689,9 +693,7 @@ class quantized_relu(BaseQuantizer):
         if self.relu_upper_bound is not None:
             p["flags"] |= K.UB
             p["ub"] = float(self.relu_upper_bound)
-        if self.use_stochastic_rounding and training:
-            p["flags"] |= K.SR
-            p["key"] = self._last_key = backend.next_random_key()
+        self._stochastic(p, self.use_stochastic_rounding and training)
         return p
 
     def _forward(self, x, training, out):
@@ -749,9 +751,7 @@ class quantized_tanh(BaseQuantizer):
         m = 2.0 ** (self.bits - 1)
         p = dict(op=OP["TANH"], m=m, lo=-1.0 + int(bool(self.symmetric)) / m, hi=1.0 - 1.0 / m,
                  sigmoid=_sigmoid_mode(), flags=K.REAL if self.use_real_tanh else 0)
-        if self.use_stochastic_rounding and training:
-            p["flags"] |= K.SR
-            p["key"] = self._last_key = backend.next_random_key()
+        self._stochastic(p, self.use_stochastic_rounding and training)
         return p
 
     def _forward(self, x, training, out):
@@ -796,9 +796,7 @@ class quantized_sigmoid(BaseQuantizer):
         m = 2.0 ** self.bits
         p = dict(op=OP["SIGMOID"], m=m, lo=int(bool(self.symmetric)) / m, hi=1.0 - 1.0 / m,
                  sigmoid=_sigmoid_mode(), flags=K.REAL if self.use_real_sigmoid else 0)
-        if self.use_stochastic_rounding and training:
-            p["flags"] |= K.SR
-            p["key"] = self._last_key = backend.next_random_key()
+        self._stochastic(p, self.use_stochastic_rounding and training)
         return p
 
     _forward = quantized_tanh._forward
@@ -881,9 +879,8 @@ class _po2_base(BaseQuantizer):
             p["flags"] |= K.QUAD
         if self.log2_rounding == "floor":
             p["flags"] |= K.FLOOR
-        elif self.use_stochastic_rounding and training:
-            p["flags"] |= K.SR
-            p["key"] = self._last_key = backend.next_random_key()
+        else:
+            self._stochastic(p, self.use_stochastic_rounding and training)
         return p
 
     def _str_flags(self):
@@ -1093,9 +1090,7 @@ class binary(BaseQuantizer):
         if isinstance(self.alpha, str) or sr:
             lay = K.channel_layout(self._name, x.shape, self.scale_axis, self.elements_per_scale)
             p = dict(op=OP["SIGN"], flags=self._flags())
-            if sr:
-                p["flags"] |= K.SR
-                p["key"] = self._last_key = backend.next_random_key()
+            self._stochastic(p, sr)
             a = self._auto_args()
             a["global_init"] = int(x.ndim <= 1 and self.scale_axis is None)
             scale_in = None
@@ -1167,7 +1162,7 @@ class stochastic_binary(binary):
             flags.append("use_real_sigmoid=" + str(int(self.use_real_sigmoid)))
         return "stochastic_binary(" + ",".join(flags) + ")"
 
-    def _stochastic(self, x, out, use01):
+    def _sample(self, x, out, use01):
         lay = K.channel_layout(self._name, x.shape)
         p = dict(op=OP["STOCH_SIGN"], flags=K.USE01 if use01 else 0,
                  temperature=float(self.temperature),
@@ -1189,7 +1184,7 @@ class stochastic_binary(binary):
 
     def _forward(self, x, training, out):
         if training:
-            return self._stochastic(x, out, False)
+            return self._sample(x, out, False)
         return binary._forward(self, x, training, out)
 
     def _backward(self, x, dy, training, out):
@@ -1228,7 +1223,7 @@ class bernoulli(BaseQuantizer):
         return "bernoulli(" + ",".join(flags) + ")"
 
     def _forward(self, x, training, out):
-        return stochastic_binary._stochastic(self, x, out, True)
+        return stochastic_binary._sample(self, x, out, True)
 
     def _backward(self, x, dy, training, out):
         return K.bwd(self._name, x, dy, dict(op=OP["SIGN"]), out)
@@ -1293,9 +1288,7 @@ class ternary(BaseQuantizer):
                                  f"(the threshold comes from the scale), got {self.threshold}")
             lay = K.channel_layout(who, x.shape)
             p = dict(op=OP["TERNARY"])
-            if self.use_stochastic_rounding and training:
-                p["flags"] = K.SR
-                p["key"] = self._last_key = backend.next_random_key()
+            self._stochastic(p, self.use_stochastic_rounding and training)
             a = dict(po2=int(_is_po2(self.alpha)), iterations=self.number_of_unrolls,
                      global_init=int(x.ndim <= 1))
             if x.size == 0:

@@ -4,6 +4,9 @@
 (``qnn_ext.build_info()["isas_available"]``), switching with ``qnn_ext._core.set_isa`` and
 restoring the previous level afterwards, so results can be compared across levels.
 
+``_reset_global_state`` (autouse): every test starts and ends in inference mode with the default
+hard internal sigmoid, whatever a failing test left behind.
+
 qnn_ext is imported lazily: test modules that do not need the extension (for example the pure
 Python string-parser tests) must still collect when the extension is missing or broken.
 """
@@ -31,3 +34,17 @@ def isa(request):
         yield request.param
     finally:
         qnn_ext._core.set_isa(previous)
+
+
+@pytest.fixture(autouse=True)
+def _reset_global_state():
+    try:
+        from qnn_ext import backend, quantizers
+    except Exception:  # the parser tests run without the extension
+        yield
+        return
+    backend.set_learning_phase(0)
+    quantizers.set_internal_sigmoid("hard")
+    yield
+    backend.set_learning_phase(0)
+    quantizers.set_internal_sigmoid("hard")

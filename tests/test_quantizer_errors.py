@@ -26,13 +26,6 @@ from qnn_ext import quantizers as qz
 F32 = np.float32
 
 
-@pytest.fixture(autouse=True)
-def _reset_global_state():
-    backend.set_learning_phase(0)
-    qz.set_internal_sigmoid("hard")
-    yield
-    backend.set_learning_phase(0)
-    qz.set_internal_sigmoid("hard")
 
 
 def make(name, args=(), kwargs=None):

@@ -28,14 +28,6 @@ def a32(v):
     return np.asarray(v, dtype=np.float32)
 
 
-@pytest.fixture(autouse=True)
-def _reset_global_state():
-    """Every test starts (and leaves) inference mode and the default hard internal sigmoid."""
-    backend.set_learning_phase(0)
-    qz.set_internal_sigmoid("hard")
-    yield
-    backend.set_learning_phase(0)
-    qz.set_internal_sigmoid("hard")
 
 
 def make(name, args=(), kwargs=None):

@@ -44,17 +44,6 @@ def _need_pkg():
         pytest.skip("qnn_ext not importable: " + _IMPORT_ERROR)
 
 
-@pytest.fixture(params=ISAS)
-def isa(request):
-    _need_pkg()
-    prev = qnn_ext.build_info()["isa"]
-    qnn_ext._core.set_isa(request.param)
-    try:
-        yield request.param
-    finally:
-        qnn_ext._core.set_isa(prev)
-
-
 @pytest.fixture
 def sigmoid_mode():
     """Sets the process-wide internal sigmoid; always restores "hard"."""
