@@ -8,6 +8,10 @@
 #include <stdlib.h>
 
 #include "module/py_quant.h"
+
+/* Method tables of the other kernel families (py_gemm.c, py_nn.c), added at init. */
+extern PyMethodDef qnn_gemm_methods[];
+extern PyMethodDef qnn_nn_methods[];
 #include "runtime/cpu.h"
 #include "runtime/dispatch.h"
 #include "runtime/threads.h"
@@ -119,5 +123,11 @@ PyMODINIT_FUNC PyInit__core(void) {
         isa = want;
     }
     qnn_dispatch_select(isa);
-    return PyModule_Create(&moduledef);
+    PyObject *m = PyModule_Create(&moduledef);
+    if (!m) return NULL;
+    if (PyModule_AddFunctions(m, qnn_gemm_methods) || PyModule_AddFunctions(m, qnn_nn_methods)) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
 }
