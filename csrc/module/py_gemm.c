@@ -1,6 +1,488 @@
-/* Binding of the dense (GEMM) and convolution kernels. */
+/* Binding of the dense (GEMM) and convolution kernels: _core.gemm, conv2d_forward,
+ * conv2d_backward_input, conv2d_backward_filter, bias_add, bias_grad. Validates every argument
+ * (messages name `who`, the argument, expected vs actual), releases the GIL and calls
+ * kernels/gemm and kernels/conv. */
 #include "module/args.h"
 
+#include <limits.h>
+#include <math.h>
+
+#include "kernels/conv/conv.h"
+#include "kernels/gemm/gemm.h"
+
+/* Strides, padding and dilation are small in any real network; bounding them keeps every
+ * index computation in the kernels far from overflow. */
+#define QNN_GEOM_MAX ((long long)1 << 24)
+
+/* a*b*... in npy_intp, or -1 when the product of non-negative factors overflows the byte
+ * range of an array of floats. */
+static npy_intp checked_prod(const npy_intp *v, int n) {
+    npy_intp p = 1;
+    const npy_intp lim = NPY_MAX_INTP / (npy_intp)sizeof(double);
+    for (int i = 0; i < n; i++) {
+        if (v[i] < 0) return -1;
+        if (v[i] != 0 && p > lim / v[i]) return -1;
+        p *= v[i];
+    }
+    return p;
+}
+
+static void dims_str(const npy_intp *d, int n, char *buf, size_t len) {
+    size_t pos = (size_t)snprintf(buf, len, "(");
+    for (int i = 0; i < n && pos < len; i++)
+        pos += (size_t)snprintf(buf + pos, len - pos, i ? ", %zd" : "%zd", (Py_ssize_t)d[i]);
+    if (pos < len) snprintf(buf + pos, len - pos, n == 1 ? ",)" : ")");
+}
+
+/* A new output of shape dims, or the caller's `out` checked against it (float32, C-contiguous,
+ * writeable, no overlap with the inputs), through qnn_arg_out with a shape-only template. */
+static PyArrayObject *make_out(const char *who, PyObject *out, int nd, npy_intp *dims,
+                               PyArrayObject *const *inputs, int n_inputs) {
+    if (checked_prod(dims, nd) < 0) {
+        char s[160];
+        dims_str(dims, nd, s, sizeof s);
+        PyErr_Format(PyExc_ValueError, "%s: output shape %s is too large", who, s);
+        return NULL;
+    }
+    float dummy = 0.0f; /* the template's data is never read */
+    PyArrayObject *like = (PyArrayObject *)PyArray_SimpleNewFromData(nd, dims, NPY_FLOAT32, &dummy);
+    if (!like) return NULL;
+    PyArrayObject *o = qnn_arg_out(who, "out", out, like, inputs, n_inputs);
+    Py_DECREF(like);
+    return o;
+}
+
+static int check_ndim(const char *who, const char *arg, PyArrayObject *a, int nd, const char *what) {
+    if (PyArray_NDIM(a) == nd) return 0;
+    char s[160];
+    qnn_shape_str(a, s, sizeof s);
+    PyErr_Format(PyExc_ValueError, "%s: %s must have %d dims %s, got shape %s", who, arg, nd, what, s);
+    return -1;
+}
+
+/* A sequence of exactly n Python ints. */
+static int parse_ints(const char *who, const char *arg, PyObject *obj, int n, long long *v) {
+    PyObject *seq = PySequence_Check(obj) && !PyUnicode_Check(obj) ? PySequence_Fast(obj, "") : NULL;
+    if (!seq) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError, "%s: %s must be a sequence of %d ints, got %s", who, arg, n,
+                     Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    if (PySequence_Fast_GET_SIZE(seq) != n) {
+        PyErr_Format(PyExc_ValueError, "%s: %s must have %d values, got %zd", who, arg, n,
+                     PySequence_Fast_GET_SIZE(seq));
+        Py_DECREF(seq);
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        PyObject *it = PySequence_Fast_GET_ITEM(seq, i);
+        if (!PyLong_Check(it) && !PyIndex_Check(it)) {
+            PyErr_Format(PyExc_TypeError, "%s: %s[%d] must be an int, got %s", who, arg, i,
+                         Py_TYPE(it)->tp_name);
+            Py_DECREF(seq);
+            return -1;
+        }
+        PyObject *li = PyNumber_Index(it);
+        if (!li) { Py_DECREF(seq); return -1; }
+        int ovf = 0;
+        v[i] = PyLong_AsLongLongAndOverflow(li, &ovf);
+        Py_DECREF(li);
+        if (ovf || (v[i] == -1 && PyErr_Occurred())) {
+            PyErr_Clear();
+            PyErr_Format(PyExc_ValueError, "%s: %s[%d] is out of range", who, arg, i);
+            Py_DECREF(seq);
+            return -1;
+        }
+    }
+    Py_DECREF(seq);
+    return 0;
+}
+
+static int parse_shape4(const char *who, const char *arg, PyObject *obj, npy_intp *d) {
+    long long v[4];
+    if (parse_ints(who, arg, obj, 4, v)) return -1;
+    for (int i = 0; i < 4; i++) {
+        if (v[i] < 0 || v[i] > NPY_MAX_INTP) {
+            PyErr_Format(PyExc_ValueError, "%s: %s must have non-negative dims, got (%lld, %lld, %lld, %lld)",
+                         who, arg, v[0], v[1], v[2], v[3]);
+            return -1;
+        }
+        d[i] = (npy_intp)v[i];
+    }
+    if (checked_prod(d, 4) < 0) {
+        PyErr_Format(PyExc_ValueError, "%s: %s (%lld, %lld, %lld, %lld) is too large", who, arg,
+                     v[0], v[1], v[2], v[3]);
+        return -1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ gemm */
+
+static PyObject *py_gemm(PyObject *self, PyObject *args, PyObject *kw) {
+    (void)self;
+    static char *kwlist[] = {"who", "a", "b", "out", "trans_a", "trans_b", "alpha", "beta", NULL};
+    const char *who;
+    PyObject *ao, *bo, *out = Py_None;
+    int ta = 0, tb = 0;
+    double alpha = 1.0, beta = 0.0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "sOO|Oppdd:gemm", kwlist, &who, &ao, &bo, &out,
+                                     &ta, &tb, &alpha, &beta))
+        return NULL;
+    PyArrayObject *a = qnn_arg_f32(who, "a", ao);
+    if (!a) return NULL;
+    PyArrayObject *b = qnn_arg_f32(who, "b", bo);
+    if (!b) return NULL;
+    if (check_ndim(who, "a", a, 2, "(a matrix)") || check_ndim(who, "b", b, 2, "(a matrix)"))
+        return NULL;
+    const npy_intp M = PyArray_DIM(a, ta ? 1 : 0), K = PyArray_DIM(a, ta ? 0 : 1);
+    const npy_intp K2 = PyArray_DIM(b, tb ? 1 : 0), N = PyArray_DIM(b, tb ? 0 : 1);
+    if (K != K2) {
+        char s1[128], s2[128];
+        qnn_shape_str(a, s1, sizeof s1);
+        qnn_shape_str(b, s2, sizeof s2);
+        PyErr_Format(PyExc_ValueError,
+                     "%s: inner dims differ: op(a) is (%zd, %zd) (a %s, trans_a=%s) but op(b) is "
+                     "(%zd, %zd) (b %s, trans_b=%s)",
+                     who, (Py_ssize_t)M, (Py_ssize_t)K, s1, ta ? "True" : "False", (Py_ssize_t)K2,
+                     (Py_ssize_t)N, s2, tb ? "True" : "False");
+        return NULL;
+    }
+    if (!isfinite(alpha) || !isfinite(beta)) {
+        PyErr_Format(PyExc_ValueError, "%s: alpha and beta must be finite, got %g and %g", who, alpha, beta);
+        return NULL;
+    }
+    if (beta != 0.0 && out == Py_None) {
+        PyErr_Format(PyExc_ValueError, "%s: beta=%g needs out= (the C that beta scales)", who, beta);
+        return NULL;
+    }
+    npy_intp dims[2] = {M, N};
+    PyArrayObject *ins[2] = {a, b};
+    PyArrayObject *c = make_out(who, out, 2, dims, ins, 2);
+    if (!c) return NULL;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = qnn_sgemm(ta, tb, (size_t)M, (size_t)N, (size_t)K, (float)alpha, PyArray_DATA(a),
+                   (size_t)PyArray_DIM(a, 1), PyArray_DATA(b), (size_t)PyArray_DIM(b, 1),
+                   (float)beta, PyArray_DATA(c), (size_t)N);
+    Py_END_ALLOW_THREADS
+    if (rc) { Py_DECREF(c); qnn_raise_status(who, rc); return NULL; }
+    return (PyObject *)c;
+}
+
+/* ------------------------------------------------------------------ conv geometry */
+
+/* Validates the geometry and fills s. xd/wd: the shapes of x and w (named xname/wname in
+ * messages: the arrays, or x_shape/w_shape for the backward passes). */
+static int conv_setup(const char *who, const char *xname, const npy_intp *xd, const char *wname,
+                      const npy_intp *wd, PyObject *so, PyObject *po, PyObject *dio,
+                      PyObject *go, qnn_conv2d_shape *s) {
+    long long st[2], pd[4], dl[2];
+    if (parse_ints(who, "strides", so, 2, st) || parse_ints(who, "padding", po, 4, pd) ||
+        parse_ints(who, "dilation", dio, 2, dl))
+        return -1;
+    if (!PyLong_Check(go)) {
+        PyErr_Format(PyExc_TypeError, "%s: groups must be an int, got %s", who, Py_TYPE(go)->tp_name);
+        return -1;
+    }
+    int ovf = 0;
+    const long long groups = PyLong_AsLongLongAndOverflow(go, &ovf);
+    if (groups == -1 && PyErr_Occurred()) return -1;
+    for (int i = 0; i < 2; i++) {
+        if (st[i] < 1 || st[i] > QNN_GEOM_MAX) {
+            PyErr_Format(PyExc_ValueError, "%s: strides must be in [1, %lld], got (%lld, %lld)", who,
+                         QNN_GEOM_MAX, st[0], st[1]);
+            return -1;
+        }
+        if (dl[i] < 1 || dl[i] > QNN_GEOM_MAX) {
+            PyErr_Format(PyExc_ValueError, "%s: dilation must be in [1, %lld], got (%lld, %lld)", who,
+                         QNN_GEOM_MAX, dl[0], dl[1]);
+            return -1;
+        }
+    }
+    for (int i = 0; i < 4; i++)
+        if (pd[i] < 0 || pd[i] > QNN_GEOM_MAX) {
+            PyErr_Format(PyExc_ValueError,
+                         "%s: padding (top, bottom, left, right) must be in [0, %lld], got (%lld, %lld, %lld, %lld)",
+                         who, QNN_GEOM_MAX, pd[0], pd[1], pd[2], pd[3]);
+            return -1;
+        }
+    char xs[160], ws[160];
+    dims_str(xd, 4, xs, sizeof xs);
+    dims_str(wd, 4, ws, sizeof ws);
+    if (xd[1] < 1 || xd[2] < 1 || xd[3] < 1) {
+        PyErr_Format(PyExc_ValueError, "%s: %s must have height, width and channels >= 1, got %s",
+                     who, xname, xs);
+        return -1;
+    }
+    if (wd[0] < 1 || wd[1] < 1 || wd[2] < 1 || wd[3] < 1) {
+        PyErr_Format(PyExc_ValueError,
+                     "%s: %s must have all dims >= 1 (kernel_h, kernel_w, in_channels/groups, "
+                     "out_channels), got %s", who, wname, ws);
+        return -1;
+    }
+    if (ovf || groups < 1 || groups > xd[3]) {
+        PyErr_Format(PyExc_ValueError, "%s: groups must be in [1, %zd] (the input channels), got %lld",
+                     who, (Py_ssize_t)xd[3], ovf ? (long long)LLONG_MAX : groups);
+        return -1;
+    }
+    if (xd[3] % groups) {
+        PyErr_Format(PyExc_ValueError, "%s: %s has %zd channels, not divisible by groups=%lld", who,
+                     xname, (Py_ssize_t)xd[3], groups);
+        return -1;
+    }
+    if (wd[2] != xd[3] / groups) {
+        PyErr_Format(PyExc_ValueError,
+                     "%s: %s must have shape (%zd, %zd, %zd, *) for %s with %zd channels and groups=%lld, got %s",
+                     who, wname, (Py_ssize_t)wd[0], (Py_ssize_t)wd[1], (Py_ssize_t)(xd[3] / groups),
+                     xname, (Py_ssize_t)xd[3], groups, ws);
+        return -1;
+    }
+    if (wd[3] % groups) {
+        PyErr_Format(PyExc_ValueError, "%s: %s has %zd output channels, not divisible by groups=%lld",
+                     who, wname, (Py_ssize_t)wd[3], groups);
+        return -1;
+    }
+    *s = (qnn_conv2d_shape){(size_t)xd[0], (size_t)xd[1], (size_t)xd[2], (size_t)xd[3],
+                            (size_t)wd[0], (size_t)wd[1], (size_t)wd[3],
+                            (size_t)st[0], (size_t)st[1],
+                            (size_t)pd[0], (size_t)pd[1], (size_t)pd[2], (size_t)pd[3],
+                            (size_t)dl[0], (size_t)dl[1], (size_t)groups, 0, 0};
+    const char *axis[2] = {"height", "width"};
+    const size_t in[2] = {s->H, s->W}, k[2] = {s->KH, s->KW}, d[2] = {s->dh, s->dw};
+    const size_t p0[2] = {s->pt, s->pl}, p1[2] = {s->pb, s->pr}, sd[2] = {s->sh, s->sw};
+    size_t o[2];
+    for (int i = 0; i < 2; i++) {
+        /* k <= 2^62 (an array dim) and d <= 2^24: d*(k-1) overflows only beyond any real input. */
+        if (k[i] - 1 > ((size_t)1 << 62) / d[i] ||
+            qnn_conv2d_out_size(in[i], k[i], sd[i], p0[i], p1[i], d[i], &o[i])) {
+            PyErr_Format(PyExc_ValueError,
+                         "%s: output %s would be < 1: input %zu + padding %zu + %zu is smaller than "
+                         "the dilated kernel extent (kernel %zu, dilation %zu)",
+                         who, axis[i], in[i], p0[i], p1[i], k[i], d[i]);
+            return -1;
+        }
+    }
+    s->HO = o[0];
+    s->WO = o[1];
+    /* The im2col column buffer of one image and the output must stay addressable. */
+    const npy_intp ydims[4] = {(npy_intp)s->N, (npy_intp)s->HO, (npy_intp)s->WO, (npy_intp)s->CO};
+    const npy_intp col[4] = {(npy_intp)s->HO, (npy_intp)s->WO, (npy_intp)(s->KH * s->KW),
+                             (npy_intp)s->C};
+    if (checked_prod(ydims, 4) < 0 || checked_prod(col, 4) < 0 ||
+        checked_prod(wd, 4) < 0) {
+        PyErr_Format(PyExc_ValueError, "%s: convolution of %s with %s is too large", who, xs, ws);
+        return -1;
+    }
+    return 0;
+}
+
+static void y_dims(const qnn_conv2d_shape *s, npy_intp *d) {
+    d[0] = (npy_intp)s->N; d[1] = (npy_intp)s->HO; d[2] = (npy_intp)s->WO; d[3] = (npy_intp)s->CO;
+}
+
+static int get_4d(const char *who, const char *arg, PyObject *obj, const char *what,
+                  PyArrayObject **a, npy_intp *d) {
+    *a = qnn_arg_f32(who, arg, obj);
+    if (!*a || check_ndim(who, arg, *a, 4, what)) return -1;
+    for (int i = 0; i < 4; i++) d[i] = PyArray_DIM(*a, i);
+    return 0;
+}
+
+#define X_WHAT "(batch, height, width, channels)"
+#define W_WHAT "(kernel_h, kernel_w, in_channels/groups, out_channels)"
+
+static int check_dy(const char *who, PyArrayObject *dy, const qnn_conv2d_shape *s) {
+    npy_intp want[4];
+    y_dims(s, want);
+    for (int i = 0; i < 4; i++)
+        if (PyArray_DIM(dy, i) != want[i]) {
+            char s1[160], s2[160];
+            dims_str(want, 4, s1, sizeof s1);
+            qnn_shape_str(dy, s2, sizeof s2);
+            PyErr_Format(PyExc_ValueError, "%s: dy must have the forward output shape %s, got %s",
+                         who, s1, s2);
+            return -1;
+        }
+    return 0;
+}
+
+static PyObject *finish(const char *who, int rc, PyArrayObject *o) {
+    if (rc) { Py_DECREF(o); qnn_raise_status(who, rc); return NULL; }
+    return (PyObject *)o;
+}
+
+/* ------------------------------------------------------------------ conv entry points */
+
+static PyObject *py_conv2d_forward(PyObject *self, PyObject *args, PyObject *kw) {
+    (void)self;
+    static char *kwlist[] = {"who", "x", "w", "strides", "padding", "dilation", "groups", "out", NULL};
+    const char *who;
+    PyObject *xo, *wo, *so, *po, *dio, *go, *out = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "sOOOOOO|O:conv2d_forward", kwlist, &who, &xo, &wo,
+                                     &so, &po, &dio, &go, &out))
+        return NULL;
+    PyArrayObject *x, *w;
+    npy_intp xd[4], wd[4], yd[4];
+    qnn_conv2d_shape s;
+    if (get_4d(who, "x", xo, X_WHAT, &x, xd) || get_4d(who, "w", wo, W_WHAT, &w, wd) ||
+        conv_setup(who, "x", xd, "w", wd, so, po, dio, go, &s))
+        return NULL;
+    y_dims(&s, yd);
+    PyArrayObject *ins[2] = {x, w};
+    PyArrayObject *y = make_out(who, out, 4, yd, ins, 2);
+    if (!y) return NULL;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = qnn_conv2d_forward(&s, PyArray_DATA(x), PyArray_DATA(w), PyArray_DATA(y));
+    Py_END_ALLOW_THREADS
+    return finish(who, rc, y);
+}
+
+static PyObject *py_conv2d_backward_input(PyObject *self, PyObject *args, PyObject *kw) {
+    (void)self;
+    static char *kwlist[] = {"who", "dy", "w", "x_shape", "strides", "padding", "dilation",
+                             "groups", "out", NULL};
+    const char *who;
+    PyObject *dyo, *wo, *xso, *so, *po, *dio, *go, *out = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "sOOOOOOO|O:conv2d_backward_input", kwlist, &who,
+                                     &dyo, &wo, &xso, &so, &po, &dio, &go, &out))
+        return NULL;
+    PyArrayObject *dy, *w;
+    npy_intp dyd[4], wd[4], xd[4];
+    qnn_conv2d_shape s;
+    if (get_4d(who, "dy", dyo, "(batch, out_height, out_width, out_channels)", &dy, dyd) ||
+        get_4d(who, "w", wo, W_WHAT, &w, wd) || parse_shape4(who, "x_shape", xso, xd) ||
+        conv_setup(who, "x_shape", xd, "w", wd, so, po, dio, go, &s) || check_dy(who, dy, &s))
+        return NULL;
+    PyArrayObject *ins[2] = {dy, w};
+    PyArrayObject *dx = make_out(who, out, 4, xd, ins, 2);
+    if (!dx) return NULL;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = qnn_conv2d_backward_input(&s, PyArray_DATA(dy), PyArray_DATA(w), PyArray_DATA(dx));
+    Py_END_ALLOW_THREADS
+    return finish(who, rc, dx);
+}
+
+static PyObject *py_conv2d_backward_filter(PyObject *self, PyObject *args, PyObject *kw) {
+    (void)self;
+    static char *kwlist[] = {"who", "x", "dy", "w_shape", "strides", "padding", "dilation",
+                             "groups", "out", NULL};
+    const char *who;
+    PyObject *xo, *dyo, *wso, *so, *po, *dio, *go, *out = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "sOOOOOOO|O:conv2d_backward_filter", kwlist, &who,
+                                     &xo, &dyo, &wso, &so, &po, &dio, &go, &out))
+        return NULL;
+    PyArrayObject *x, *dy;
+    npy_intp xd[4], dyd[4], wd[4];
+    qnn_conv2d_shape s;
+    if (get_4d(who, "x", xo, X_WHAT, &x, xd) ||
+        get_4d(who, "dy", dyo, "(batch, out_height, out_width, out_channels)", &dy, dyd) ||
+        parse_shape4(who, "w_shape", wso, wd) ||
+        conv_setup(who, "x", xd, "w_shape", wd, so, po, dio, go, &s) || check_dy(who, dy, &s))
+        return NULL;
+    PyArrayObject *ins[2] = {x, dy};
+    PyArrayObject *dw = make_out(who, out, 4, wd, ins, 2);
+    if (!dw) return NULL;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = qnn_conv2d_backward_filter(&s, PyArray_DATA(x), PyArray_DATA(dy), PyArray_DATA(dw));
+    Py_END_ALLOW_THREADS
+    return finish(who, rc, dw);
+}
+
+/* ------------------------------------------------------------------ bias */
+
+static PyObject *py_bias_add(PyObject *self, PyObject *args, PyObject *kw) {
+    (void)self;
+    static char *kwlist[] = {"who", "y", "b", "out", NULL};
+    const char *who;
+    PyObject *yo, *bo, *out = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "sOO|O:bias_add", kwlist, &who, &yo, &bo, &out))
+        return NULL;
+    PyArrayObject *y = qnn_arg_f32(who, "y", yo);
+    if (!y) return NULL;
+    PyArrayObject *b = qnn_arg_f32(who, "b", bo);
+    if (!b) return NULL;
+    if (PyArray_NDIM(y) < 1) {
+        PyErr_Format(PyExc_ValueError, "%s: y must have at least 1 dim (..., channels), got a scalar", who);
+        return NULL;
+    }
+    const npy_intp C = PyArray_DIM(y, PyArray_NDIM(y) - 1);
+    if (PyArray_NDIM(b) != 1 || PyArray_DIM(b, 0) != C) {
+        char s1[160], s2[160];
+        qnn_shape_str(y, s1, sizeof s1);
+        qnn_shape_str(b, s2, sizeof s2);
+        PyErr_Format(PyExc_ValueError, "%s: b must have shape (%zd,) for y of shape %s, got %s", who,
+                     (Py_ssize_t)C, s1, s2);
+        return NULL;
+    }
+    /* out=y (in place) is allowed: each element is read once before it is written. */
+    PyArrayObject *o;
+    if (out == yo) {
+        if (!PyArray_ISWRITEABLE(y)) {
+            PyErr_Format(PyExc_ValueError, "%s: out must be writeable", who);
+            return NULL;
+        }
+        if (qnn_arrays_overlap(y, b)) {
+            PyErr_Format(PyExc_ValueError, "%s: out must not share memory with b", who);
+            return NULL;
+        }
+        Py_INCREF(y);
+        o = y;
+    } else {
+        PyArrayObject *ins[2] = {y, b};
+        o = qnn_arg_out(who, "out", out, y, ins, 2);
+        if (!o) return NULL;
+    }
+    const size_t n = (size_t)PyArray_SIZE(y), c = (size_t)C;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = qnn_bias_add(c ? n / c : 0, c, PyArray_DATA(y), PyArray_DATA(b), PyArray_DATA(o));
+    Py_END_ALLOW_THREADS
+    return finish(who, rc, o);
+}
+
+static PyObject *py_bias_grad(PyObject *self, PyObject *args, PyObject *kw) {
+    (void)self;
+    static char *kwlist[] = {"who", "dy", NULL};
+    const char *who;
+    PyObject *dyo;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "sO:bias_grad", kwlist, &who, &dyo)) return NULL;
+    PyArrayObject *dy = qnn_arg_f32(who, "dy", dyo);
+    if (!dy) return NULL;
+    if (PyArray_NDIM(dy) < 1) {
+        PyErr_Format(PyExc_ValueError, "%s: dy must have at least 1 dim (..., channels), got a scalar", who);
+        return NULL;
+    }
+    npy_intp C = PyArray_DIM(dy, PyArray_NDIM(dy) - 1);
+    PyArrayObject *db = (PyArrayObject *)PyArray_SimpleNew(1, &C, NPY_FLOAT32);
+    if (!db) return NULL;
+    const size_t c = (size_t)C;
+    size_t rows = 1;
+    for (int i = 0; i + 1 < PyArray_NDIM(dy); i++) rows *= (size_t)PyArray_DIM(dy, i);
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = qnn_bias_grad(rows, c, PyArray_DATA(dy), PyArray_DATA(db));
+    Py_END_ALLOW_THREADS
+    return finish(who, rc, db);
+}
+
+#define KWFN(f) (PyCFunction)(void (*)(void))(f), METH_VARARGS | METH_KEYWORDS
+
 PyMethodDef qnn_gemm_methods[] = {
+    {"gemm", KWFN(py_gemm),
+     "gemm(who, a, b, out=None, trans_a=False, trans_b=False, alpha=1.0, beta=0.0): "
+     "alpha*op(a)@op(b) + beta*out (float32)."},
+    {"conv2d_forward", KWFN(py_conv2d_forward),
+     "conv2d_forward(who, x, w, strides, padding, dilation, groups, out=None): NHWC x HWIO."},
+    {"conv2d_backward_input", KWFN(py_conv2d_backward_input),
+     "conv2d_backward_input(who, dy, w, x_shape, strides, padding, dilation, groups, out=None) -> dx."},
+    {"conv2d_backward_filter", KWFN(py_conv2d_backward_filter),
+     "conv2d_backward_filter(who, x, dy, w_shape, strides, padding, dilation, groups, out=None) -> dw."},
+    {"bias_add", KWFN(py_bias_add), "bias_add(who, y, b, out=None): y + b over the last axis."},
+    {"bias_grad", KWFN(py_bias_grad), "bias_grad(who, dy): sum of dy over all but the last axis."},
     {NULL, NULL, 0, NULL},
 };

@@ -4,7 +4,11 @@
 
 #include "runtime/cpu.h"
 
-qnn_dispatch qnn_dispatch_table = {QNN_ISA_REF, qnn_quant_fwd_ref, qnn_quant_bwd_ref};
+#define QNN_DISPATCH_REF                                                                    \
+    {QNN_ISA_REF, qnn_quant_fwd_ref, qnn_quant_bwd_ref, qnn_sgemm_ukernel_ref,            \
+     QNN_SGEMM_MR_REF, QNN_SGEMM_NR_REF}
+
+qnn_dispatch qnn_dispatch_table = QNN_DISPATCH_REF;
 
 static const char *const isa_names[QNN_ISA_COUNT] = {"ref", "avx2", "avx512"};
 
@@ -37,12 +41,14 @@ int qnn_isa_best(void) {
 
 int qnn_dispatch_select(int isa) {
     if (isa < 0 || isa >= QNN_ISA_COUNT || !qnn_isa_available(isa)) return -1;
-    qnn_dispatch d = {QNN_ISA_REF, qnn_quant_fwd_ref, qnn_quant_bwd_ref};
+    qnn_dispatch d = QNN_DISPATCH_REF;
 #if QNN_HAVE_X86_ISAS
     if (isa == QNN_ISA_AVX2) {
-        d = (qnn_dispatch){QNN_ISA_AVX2, qnn_quant_fwd_avx2, qnn_quant_bwd_avx2};
+        d = (qnn_dispatch){QNN_ISA_AVX2, qnn_quant_fwd_avx2, qnn_quant_bwd_avx2,
+                           qnn_sgemm_ukernel_avx2, QNN_SGEMM_MR_AVX2, QNN_SGEMM_NR_AVX2};
     } else if (isa == QNN_ISA_AVX512) {
-        d = (qnn_dispatch){QNN_ISA_AVX512, qnn_quant_fwd_avx512, qnn_quant_bwd_avx512};
+        d = (qnn_dispatch){QNN_ISA_AVX512, qnn_quant_fwd_avx512, qnn_quant_bwd_avx512,
+                           qnn_sgemm_ukernel_avx512, QNN_SGEMM_MR_AVX512, QNN_SGEMM_NR_AVX512};
     }
 #endif
     qnn_dispatch_table = d;

@@ -3,6 +3,7 @@
 #ifndef QNN_RUNTIME_DISPATCH_H
 #define QNN_RUNTIME_DISPATCH_H
 
+#include "kernels/gemm/gemm.h"
 #include "kernels/quant/quant.h"
 
 enum qnn_isa { QNN_ISA_REF = 0, QNN_ISA_AVX2 = 1, QNN_ISA_AVX512 = 2, QNN_ISA_COUNT = 3 };
@@ -11,6 +12,8 @@ typedef struct qnn_dispatch {
     int isa;
     qnn_quant_fwd_ukernel quant_fwd;
     qnn_quant_bwd_ukernel quant_bwd;
+    qnn_sgemm_ukernel sgemm; /* float GEMM register tile; the driver packs to its MR x NR */
+    int sgemm_mr, sgemm_nr;
 } qnn_dispatch;
 
 extern qnn_dispatch qnn_dispatch_table;

@@ -1,0 +1,350 @@
+#include "kernels/conv/conv.h"
+
+#include <string.h>
+
+#include "kernels/gemm/gemm.h"
+#include "runtime/threads.h"
+#include "runtime/workspace.h"
+
+typedef ptrdiff_t idx;
+
+static size_t min_sz(size_t a, size_t b) { return a < b ? a : b; }
+
+int qnn_conv2d_out_size(size_t in, size_t k, size_t s, size_t p0, size_t p1, size_t d,
+                        size_t *out) {
+    /* Callers bound every term far below SIZE_MAX/4, so the sums cannot wrap. */
+    const size_t span = d * (k - 1) + 1, padded = in + p0 + p1;
+    if (k < 1 || s < 1 || d < 1 || padded < span) return -1;
+    *out = (padded - span) / s + 1;
+    return 0;
+}
+
+/* ------------------------------------------------------------ implicit im2col packers */
+
+/* Row p of the patch matrix of group g is output pixel p = (n*HO + oh)*WO + ow; column
+ * k = (kh*KW + kw)*Cg + ci. */
+typedef struct patch_ctx {
+    const qnn_conv2d_shape *s;
+    const float *x;
+    size_t g;
+} patch_ctx;
+
+/* Forward orientation: rows are pixels, so each (pixel, kh, kw) is a contiguous Cg run of x. */
+static void pack_patches(const void *vctx, size_t i0, size_t m, size_t k0, size_t kc, size_t mr,
+                         float *dst) {
+    const patch_ctx *ctx = vctx;
+    const qnn_conv2d_shape *s = ctx->s;
+    const size_t Cg = s->C / s->groups;
+    const size_t msl = (m + mr - 1) / mr * mr;
+    for (size_t i = 0; i < msl; i++) {
+        float *d = dst + (i / mr) * kc * mr + (i % mr);
+        if (i >= m) {
+            for (size_t k = 0; k < kc; k++) d[k * mr] = 0.0f;
+            continue;
+        }
+        const size_t p = i0 + i, ow = p % s->WO, oh = (p / s->WO) % s->HO, n = p / (s->WO * s->HO);
+        const idx ih0 = (idx)(oh * s->sh) - (idx)s->pt, iw0 = (idx)(ow * s->sw) - (idx)s->pl;
+        const float *xn = ctx->x + n * s->H * s->W * s->C + ctx->g * Cg;
+        size_t khw = k0 / Cg, ci = k0 % Cg, k = 0;
+        while (k < kc) {
+            const size_t seg = min_sz(Cg - ci, kc - k);
+            const idx ih = ih0 + (idx)((khw / s->KW) * s->dh), iw = iw0 + (idx)((khw % s->KW) * s->dw);
+            if (ih >= 0 && ih < (idx)s->H && iw >= 0 && iw < (idx)s->W) {
+                const float *src = xn + ((size_t)ih * s->W + (size_t)iw) * s->C + ci;
+                for (size_t t = 0; t < seg; t++) d[(k + t) * mr] = src[t];
+            } else {
+                for (size_t t = 0; t < seg; t++) d[(k + t) * mr] = 0.0f;
+            }
+            k += seg;
+            ci = 0;
+            khw++;
+        }
+    }
+}
+
+/* Filter-gradient orientation: the transposed patch matrix, rows k = (kh, kw, ci), columns are
+ * pixels. */
+static void pack_patches_t(const void *vctx, size_t i0, size_t m, size_t k0, size_t kc, size_t mr,
+                           float *dst) {
+    const patch_ctx *ctx = vctx;
+    const qnn_conv2d_shape *s = ctx->s;
+    const size_t Cg = s->C / s->groups;
+    idx offh[64], offw[64], offc[64]; /* mr <= 64 for every build */
+    for (size_t is = 0; is < m; is += mr, dst += kc * mr) {
+        const size_t mm = min_sz(mr, m - is);
+        for (size_t i = 0; i < mm; i++) {
+            const size_t r = i0 + is + i, khw = r / Cg;
+            offh[i] = (idx)((khw / s->KW) * s->dh);
+            offw[i] = (idx)((khw % s->KW) * s->dw);
+            offc[i] = (idx)(ctx->g * Cg + r % Cg);
+        }
+        size_t p = k0, ow = p % s->WO, oh = (p / s->WO) % s->HO, n = p / (s->WO * s->HO);
+        for (size_t k = 0; k < kc; k++) {
+            const idx ih0 = (idx)(oh * s->sh) - (idx)s->pt, iw0 = (idx)(ow * s->sw) - (idx)s->pl;
+            const float *xn = ctx->x + n * s->H * s->W * s->C;
+            float *d = dst + k * mr;
+            for (size_t i = 0; i < mm; i++) {
+                const idx ih = ih0 + offh[i], iw = iw0 + offw[i];
+                d[i] = (ih >= 0 && ih < (idx)s->H && iw >= 0 && iw < (idx)s->W)
+                           ? xn[((size_t)ih * s->W + (size_t)iw) * s->C + (size_t)offc[i]]
+                           : 0.0f;
+            }
+            for (size_t i = mm; i < mr; i++) d[i] = 0.0f;
+            if (++ow == s->WO) {
+                ow = 0;
+                if (++oh == s->HO) { oh = 0; n++; }
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------------------ depthwise (Cg == 1) direct loops */
+
+static int dw_threads(const qnn_conv2d_shape *s, size_t units) {
+    return qnn_threads_for(units * s->KH * s->KW);
+}
+
+static void dw_forward(const qnn_conv2d_shape *s, const float *x, const float *w, float *y) {
+    const size_t C = s->C, CO = s->CO, dm = CO / C;
+    const long rows = (long)(s->N * s->HO);
+    const int nt = dw_threads(s, s->N * s->HO * s->WO * CO);
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+    for (long r = 0; r < rows; r++) {
+        const size_t n = (size_t)r / s->HO, oh = (size_t)r % s->HO;
+        for (size_t ow = 0; ow < s->WO; ow++) {
+            float *yo = y + (((size_t)r) * s->WO + ow) * CO;
+            for (size_t o = 0; o < CO; o++) yo[o] = 0.0f;
+            for (size_t kh = 0; kh < s->KH; kh++) {
+                const idx ih = (idx)(oh * s->sh + kh * s->dh) - (idx)s->pt;
+                if (ih < 0 || ih >= (idx)s->H) continue;
+                for (size_t kw = 0; kw < s->KW; kw++) {
+                    const idx iw = (idx)(ow * s->sw + kw * s->dw) - (idx)s->pl;
+                    if (iw < 0 || iw >= (idx)s->W) continue;
+                    const float *xp = x + ((n * s->H + (size_t)ih) * s->W + (size_t)iw) * C;
+                    const float *wp = w + (kh * s->KW + kw) * CO;
+                    if (dm == 1) {
+                        for (size_t c = 0; c < C; c++) yo[c] += xp[c] * wp[c];
+                    } else {
+                        for (size_t c = 0; c < C; c++)
+                            for (size_t j = 0; j < dm; j++) yo[c * dm + j] += xp[c] * wp[c * dm + j];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* dx as a gather over the (kh, kw) taps that reach each input pixel: rows of dx are independent. */
+static void dw_backward_input(const qnn_conv2d_shape *s, const float *dy, const float *w,
+                              float *dx) {
+    const size_t C = s->C, CO = s->CO, dm = CO / C;
+    const long rows = (long)(s->N * s->H);
+    const int nt = dw_threads(s, s->N * s->HO * s->WO * CO);
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+    for (long r = 0; r < rows; r++) {
+        const size_t n = (size_t)r / s->H, ih = (size_t)r % s->H;
+        for (size_t iw = 0; iw < s->W; iw++) {
+            float *d = dx + ((size_t)r * s->W + iw) * C;
+            for (size_t c = 0; c < C; c++) d[c] = 0.0f;
+            for (size_t kh = 0; kh < s->KH; kh++) {
+                const idx th = (idx)(ih + s->pt) - (idx)(kh * s->dh);
+                if (th < 0 || th % (idx)s->sh) continue;
+                const size_t oh = (size_t)th / s->sh;
+                if (oh >= s->HO) continue;
+                for (size_t kw = 0; kw < s->KW; kw++) {
+                    const idx tw = (idx)(iw + s->pl) - (idx)(kw * s->dw);
+                    if (tw < 0 || tw % (idx)s->sw) continue;
+                    const size_t ow = (size_t)tw / s->sw;
+                    if (ow >= s->WO) continue;
+                    const float *g = dy + ((n * s->HO + oh) * s->WO + ow) * CO;
+                    const float *wp = w + (kh * s->KW + kw) * CO;
+                    if (dm == 1) {
+                        for (size_t c = 0; c < C; c++) d[c] += g[c] * wp[c];
+                    } else {
+                        for (size_t c = 0; c < C; c++) {
+                            float acc = 0.0f;
+                            for (size_t j = 0; j < dm; j++) acc += g[c * dm + j] * wp[c * dm + j];
+                            d[c] += acc;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* dw reduces over every output pixel: each thread sums a fixed share of the images into its
+ * own partial, and the partials are added in thread order. */
+static int dw_backward_filter(const qnn_conv2d_shape *s, const float *x, const float *dy,
+                              float *dw) {
+    const size_t C = s->C, CO = s->CO, dm = CO / C, wsz = s->KH * s->KW * CO;
+    int nt = dw_threads(s, s->N * s->HO * s->WO * CO);
+    if ((size_t)nt > s->N) nt = s->N > 0 ? (int)s->N : 1;
+    float *part = qnn_aligned_alloc((size_t)nt * wsz * sizeof(float));
+    if (!part) return QNN_ENOMEM;
+    memset(part, 0, (size_t)nt * wsz * sizeof(float));
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+    for (int t = 0; t < nt; t++) {
+        float *acc = part + (size_t)t * wsz;
+        const size_t n0 = s->N * (size_t)t / (size_t)nt, n1 = s->N * (size_t)(t + 1) / (size_t)nt;
+        for (size_t n = n0; n < n1; n++)
+            for (size_t oh = 0; oh < s->HO; oh++)
+                for (size_t ow = 0; ow < s->WO; ow++) {
+                    const float *g = dy + ((n * s->HO + oh) * s->WO + ow) * CO;
+                    for (size_t kh = 0; kh < s->KH; kh++) {
+                        const idx ih = (idx)(oh * s->sh + kh * s->dh) - (idx)s->pt;
+                        if (ih < 0 || ih >= (idx)s->H) continue;
+                        for (size_t kw = 0; kw < s->KW; kw++) {
+                            const idx iw = (idx)(ow * s->sw + kw * s->dw) - (idx)s->pl;
+                            if (iw < 0 || iw >= (idx)s->W) continue;
+                            const float *xp = x + ((n * s->H + (size_t)ih) * s->W + (size_t)iw) * C;
+                            float *a = acc + (kh * s->KW + kw) * CO;
+                            if (dm == 1) {
+                                for (size_t c = 0; c < C; c++) a[c] += xp[c] * g[c];
+                            } else {
+                                for (size_t c = 0; c < C; c++)
+                                    for (size_t j = 0; j < dm; j++) a[c * dm + j] += xp[c] * g[c * dm + j];
+                            }
+                        }
+                    }
+                }
+    }
+    memcpy(dw, part, wsz * sizeof(float));
+    for (int t = 1; t < nt; t++)
+        for (size_t i = 0; i < wsz; i++) dw[i] += part[(size_t)t * wsz + i];
+    qnn_aligned_free(part);
+    return QNN_OK;
+}
+
+/* ------------------------------------------------------------ general (GEMM) paths */
+
+int qnn_conv2d_forward(const qnn_conv2d_shape *s, const float *x, const float *w, float *y) {
+    const size_t Cg = s->C / s->groups, COg = s->CO / s->groups;
+    if (Cg == 1 && s->groups > 1) { dw_forward(s, x, w, y); return QNN_OK; }
+    const size_t M = s->N * s->HO * s->WO, K = s->KH * s->KW * Cg;
+    for (size_t g = 0; g < s->groups; g++) {
+        const patch_ctx ctx = {s, x, g};
+        const qnn_apacker ap = {pack_patches, &ctx};
+        const qnn_mat none = {NULL, 0, 0};
+        const qnn_mat b = {w + g * COg, (idx)s->CO, 1};
+        const int rc = qnn_sgemm_ex(M, COg, K, 1.0f, none, &ap, b, 0.0f, y + g * COg, s->CO, 0);
+        if (rc) return rc;
+    }
+    return QNN_OK;
+}
+
+/* col2im gather for group g over images [n0, n0+nb): dcol row p (pixel within the chunk), column
+ * (kh*KW + kw)*Cg + ci. */
+static void col2im_gather(const qnn_conv2d_shape *s, size_t g, size_t n0, size_t nb,
+                          const float *dcol, float *dx) {
+    const size_t Cg = s->C / s->groups, ldcol = s->KH * s->KW * Cg;
+    const long rows = (long)(nb * s->H);
+    const int nt = qnn_threads_for(nb * s->H * s->W * ldcol);
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+    for (long r = 0; r < rows; r++) {
+        const size_t nl = (size_t)r / s->H, ih = (size_t)r % s->H;
+        for (size_t iw = 0; iw < s->W; iw++) {
+            float *d = dx + (((n0 + nl) * s->H + ih) * s->W + iw) * s->C + g * Cg;
+            for (size_t c = 0; c < Cg; c++) d[c] = 0.0f;
+            for (size_t kh = 0; kh < s->KH; kh++) {
+                const idx th = (idx)(ih + s->pt) - (idx)(kh * s->dh);
+                if (th < 0 || th % (idx)s->sh) continue;
+                const size_t oh = (size_t)th / s->sh;
+                if (oh >= s->HO) continue;
+                for (size_t kw = 0; kw < s->KW; kw++) {
+                    const idx tw = (idx)(iw + s->pl) - (idx)(kw * s->dw);
+                    if (tw < 0 || tw % (idx)s->sw) continue;
+                    const size_t ow = (size_t)tw / s->sw;
+                    if (ow >= s->WO) continue;
+                    const float *src =
+                        dcol + ((nl * s->HO + oh) * s->WO + ow) * ldcol + (kh * s->KW + kw) * Cg;
+                    for (size_t c = 0; c < Cg; c++) d[c] += src[c];
+                }
+            }
+        }
+    }
+}
+
+int qnn_conv2d_backward_input(const qnn_conv2d_shape *s, const float *dy, const float *w,
+                              float *dx) {
+    const size_t Cg = s->C / s->groups, COg = s->CO / s->groups;
+    if (s->N == 0) return QNN_OK;
+    if (Cg == 1 && s->groups > 1) { dw_backward_input(s, dy, w, dx); return QNN_OK; }
+    const size_t ldcol = s->KH * s->KW * Cg, per_img = s->HO * s->WO * ldcol;
+    /* Column buffer for a chunk of images, ~8 MB at most (at least one image); allocated per
+     * call for now. */
+    size_t nb = ((size_t)1 << 21) / (per_img ? per_img : 1);
+    nb = nb < 1 ? 1 : min_sz(nb, s->N);
+    float *dcol = qnn_aligned_alloc(nb * per_img * sizeof(float));
+    if (!dcol) return QNN_ENOMEM;
+    for (size_t n0 = 0; n0 < s->N; n0 += nb) {
+        const size_t cnt = min_sz(nb, s->N - n0), M = cnt * s->HO * s->WO;
+        for (size_t g = 0; g < s->groups; g++) {
+            /* dcol = dy_g @ w_g^T: w_g^T(j, k) = w[k*CO + g*COg + j]. */
+            const qnn_mat a = {dy + n0 * s->HO * s->WO * s->CO + g * COg, (idx)s->CO, 1};
+            const qnn_mat b = {w + g * COg, 1, (idx)s->CO};
+            const int rc = qnn_sgemm_ex(M, ldcol, COg, 1.0f, a, NULL, b, 0.0f, dcol, ldcol, 0);
+            if (rc) { qnn_aligned_free(dcol); return rc; }
+            col2im_gather(s, g, n0, cnt, dcol, dx);
+        }
+    }
+    qnn_aligned_free(dcol);
+    return QNN_OK;
+}
+
+int qnn_conv2d_backward_filter(const qnn_conv2d_shape *s, const float *x, const float *dy,
+                               float *dw) {
+    const size_t Cg = s->C / s->groups, COg = s->CO / s->groups;
+    if (Cg == 1 && s->groups > 1) return dw_backward_filter(s, x, dy, dw);
+    const size_t M = s->KH * s->KW * Cg, K = s->N * s->HO * s->WO;
+    for (size_t g = 0; g < s->groups; g++) {
+        const patch_ctx ctx = {s, x, g};
+        const qnn_apacker ap = {pack_patches_t, &ctx};
+        const qnn_mat none = {NULL, 0, 0};
+        const qnn_mat b = {dy + g * COg, (idx)s->CO, 1};
+        const int rc = qnn_sgemm_ex(M, COg, K, 1.0f, none, &ap, b, 0.0f, dw + g * COg, s->CO, 0);
+        if (rc) return rc;
+    }
+    return QNN_OK;
+}
+
+/* ------------------------------------------------------------ bias */
+
+int qnn_bias_add(size_t rows, size_t C, const float *y, const float *b, float *out) {
+    const int nt = qnn_threads_for(rows * C);
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+    for (long r = 0; r < (long)rows; r++) {
+        const float *yr = y + (size_t)r * C;
+        float *o = out + (size_t)r * C;
+        for (size_t c = 0; c < C; c++) o[c] = yr[c] + b[c];
+    }
+    return QNN_OK;
+}
+
+#define QNN_BIAS_ROWS 256 /* fixed reduction blocks: the same sums for any thread count */
+
+int qnn_bias_grad(size_t rows, size_t C, const float *dy, float *db) {
+    const size_t nblk = (rows + QNN_BIAS_ROWS - 1) / QNN_BIAS_ROWS;
+    if (nblk == 0) {
+        for (size_t c = 0; c < C; c++) db[c] = 0.0f;
+        return QNN_OK;
+    }
+    double *part = qnn_aligned_alloc(nblk * C * sizeof(double));
+    if (!part) return QNN_ENOMEM;
+    const int nt = qnn_threads_for(rows * C);
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+    for (long bk = 0; bk < (long)nblk; bk++) {
+        double *p = part + (size_t)bk * C;
+        for (size_t c = 0; c < C; c++) p[c] = 0.0;
+        const size_t r1 = min_sz(rows, ((size_t)bk + 1) * QNN_BIAS_ROWS);
+        for (size_t r = (size_t)bk * QNN_BIAS_ROWS; r < r1; r++)
+            for (size_t c = 0; c < C; c++) p[c] += (double)dy[r * C + c];
+    }
+    for (size_t c = 0; c < C; c++) {
+        double acc = 0.0;
+        for (size_t bk = 0; bk < nblk; bk++) acc += part[bk * C + c];
+        db[c] = (float)acc;
+    }
+    qnn_aligned_free(part);
+    return QNN_OK;
+}

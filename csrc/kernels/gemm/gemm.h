@@ -1,0 +1,63 @@
+/* Float32 GEMM for the training path: C = alpha * op(A) @ op(B) + beta * C, row-major.
+ *
+ * Goto/BLIS structure (spec/performance.md §3): B is packed into KC x NC panels, A into MC x KC
+ * blocks, and an MR x NR register-tile microkernel (sgemm_body.h, compiled once per ISA and chosen
+ * through the dispatch table) streams the packed slivers. Operands are described by element
+ * strides, so transposes and strided sub-matrices (conv groups) cost nothing beyond the packing.
+ * The A operand can instead be produced by a caller-supplied packer: the convolutions use that
+ * to pack im2col patches straight from the NHWC input (implicit im2col). */
+#ifndef QNN_KERNELS_GEMM_H
+#define QNN_KERNELS_GEMM_H
+
+#include <stddef.h>
+
+#include "kernels/quant/quant.h" /* enum qnn_status, shared by every kernel family */
+
+/* Microkernel: acc = sum_k a[k*MR + i] * b[k*NR + j] over kc steps (packed, 64-byte aligned),
+ * then C[i, j] = alpha*acc + beta*C[i, j] for i < m, j < n (beta == 0: C is not read, so NaN
+ * garbage in an uninitialised output is overwritten as BLAS does). */
+typedef void (*qnn_sgemm_ukernel)(size_t kc, const float *a, const float *b, float *c,
+                                  size_t ldc, size_t m, size_t n, float alpha, float beta);
+
+void qnn_sgemm_ukernel_ref(size_t, const float *, const float *, float *, size_t, size_t, size_t,
+                           float, float);
+void qnn_sgemm_ukernel_avx2(size_t, const float *, const float *, float *, size_t, size_t,
+                            size_t, float, float);
+void qnn_sgemm_ukernel_avx512(size_t, const float *, const float *, float *, size_t, size_t,
+                              size_t, float, float);
+/* Register tile of each build (the packing follows the tile of the selected microkernel). */
+#define QNN_SGEMM_MR_REF 4
+#define QNN_SGEMM_NR_REF 8
+#define QNN_SGEMM_MR_AVX2 6
+#define QNN_SGEMM_NR_AVX2 16
+#define QNN_SGEMM_MR_AVX512 8
+#define QNN_SGEMM_NR_AVX512 32
+
+/* A strided matrix view: element (i, j) is p[i*rs + j*cs]. */
+typedef struct qnn_mat {
+    const float *p;
+    ptrdiff_t rs, cs;
+} qnn_mat;
+
+/* Custom A packer: writes rows [i0, i0+m) x cols [k0, k0+kc) of op(A) as ceil(m/mr) slivers of
+ * mr rows, each kc*mr floats laid out dst[k*mr + i], rows >= m zero-filled. Must be safe to call
+ * from several threads at once (different dst). */
+typedef struct qnn_apacker {
+    void (*pack)(const void *ctx, size_t i0, size_t m, size_t k0, size_t kc, size_t mr,
+                 float *dst);
+    const void *ctx;
+} qnn_apacker;
+
+/* C (M x N, row stride ldc, unit column stride) = alpha * A @ B + beta * C. A is M x K (either a
+ * strided view `a` or produced by `ap` when ap != NULL), B is K x N. `nthreads` caps the OpenMP
+ * team (<= 0: the runtime's rule from the amount of work). Returns QNN_OK or QNN_ENOMEM.
+ * Allocates its packing buffers per call (a persistent workspace is a later issue's work). */
+int qnn_sgemm_ex(size_t M, size_t N, size_t K, float alpha, qnn_mat a, const qnn_apacker *ap,
+                 qnn_mat b, float beta, float *c, size_t ldc, int nthreads);
+
+/* BLAS-like row-major entry: op(A) = A (M x K, lda) or A^T (A stored K x M, lda). */
+int qnn_sgemm(int trans_a, int trans_b, size_t M, size_t N, size_t K, float alpha,
+              const float *a, size_t lda, const float *b, size_t ldb, float beta, float *c,
+              size_t ldc);
+
+#endif

@@ -1,0 +1,173 @@
+/* sgemm driver: packing, cache blocking and the OpenMP split around the dispatched microkernel.
+ *
+ * Loop order (Goto/BLIS): jc over NC-wide column panels, pc over KC-deep slices (B panel packed
+ * once per slice and shared by the team), then a parallel loop over (MC row block, column chunk)
+ * items; each thread packs its own A block (reused while its consecutive items share the row
+ * block) and runs the MR x NR microkernel over the block. The first K slice applies beta, the
+ * later ones accumulate, so no thread ever reduces into another's output. */
+#include "kernels/gemm/gemm.h"
+
+#include <string.h>
+
+#include "runtime/dispatch.h"
+#include "runtime/threads.h"
+#include "runtime/workspace.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+static int thread_id(void) { return omp_get_thread_num(); }
+#else
+static int thread_id(void) { return 0; }
+#endif
+
+/* KC x NR of B (8-32 KB) stays in L1 beside an MR-row A sliver; MC x KC of A (~200 KB) in L2;
+ * the KC x NC B panel (2 MB) streams from L3/DRAM once per MC block. MC and NC are multiples of
+ * every build's MR and NR. */
+#define QNN_KC 256
+#define QNN_MC 192
+#define QNN_NC 2048
+
+static size_t min_sz(size_t a, size_t b) { return a < b ? a : b; }
+static size_t round_up(size_t a, size_t m) { return (a + m - 1) / m * m; }
+
+/* Default A packer: rows [i0, i0+m) x cols [k0, k0+kc) of a strided view. */
+static void pack_a_strided(const void *ctx, size_t i0, size_t m, size_t k0, size_t kc,
+                           size_t mr, float *dst) {
+    const qnn_mat *a = ctx;
+    for (size_t is = 0; is < m; is += mr, dst += kc * mr) {
+        const size_t mm = min_sz(mr, m - is);
+        const float *src = a->p + (ptrdiff_t)(i0 + is) * a->rs + (ptrdiff_t)k0 * a->cs;
+        if (a->rs == 1) { /* transposed A: each k is a contiguous run of rows */
+            for (size_t k = 0; k < kc; k++) {
+                const float *s = src + (ptrdiff_t)k * a->cs;
+                size_t i = 0;
+                for (; i < mm; i++) dst[k * mr + i] = s[i];
+                for (; i < mr; i++) dst[k * mr + i] = 0.0f;
+            }
+        } else {
+            for (size_t i = 0; i < mm; i++) {
+                const float *s = src + (ptrdiff_t)i * a->rs;
+                for (size_t k = 0; k < kc; k++) dst[k * mr + i] = s[(ptrdiff_t)k * a->cs];
+            }
+            for (size_t i = mm; i < mr; i++)
+                for (size_t k = 0; k < kc; k++) dst[k * mr + i] = 0.0f;
+        }
+    }
+}
+
+/* One NR-wide sliver of B: rows [k0, k0+kc) x cols [j0, j0+nn), zero-padded to nr columns. */
+static void pack_b_sliver(const qnn_mat *b, size_t k0, size_t kc, size_t j0, size_t nn,
+                          size_t nr, float *dst) {
+    const float *src = b->p + (ptrdiff_t)k0 * b->rs + (ptrdiff_t)j0 * b->cs;
+    if (b->cs == 1) {
+        for (size_t k = 0; k < kc; k++) {
+            memcpy(dst + k * nr, src + (ptrdiff_t)k * b->rs, nn * sizeof(float));
+            for (size_t j = nn; j < nr; j++) dst[k * nr + j] = 0.0f;
+        }
+    } else {
+        for (size_t j = 0; j < nn; j++) {
+            const float *s = src + (ptrdiff_t)j * b->cs;
+            for (size_t k = 0; k < kc; k++) dst[k * nr + j] = s[(ptrdiff_t)k * b->rs];
+        }
+        for (size_t j = nn; j < nr; j++)
+            for (size_t k = 0; k < kc; k++) dst[k * nr + j] = 0.0f;
+    }
+}
+
+/* C = beta*C for the degenerate products (K == 0 or alpha == 0), as BLAS: A and B unread. */
+static void scale_c(size_t M, size_t N, float beta, float *c, size_t ldc) {
+    for (size_t i = 0; i < M; i++) {
+        float *ci = c + i * ldc;
+        if (beta == 0.0f) memset(ci, 0, N * sizeof(float));
+        else for (size_t j = 0; j < N; j++) ci[j] *= beta;
+    }
+}
+
+int qnn_sgemm_ex(size_t M, size_t N, size_t K, float alpha, qnn_mat a, const qnn_apacker *ap,
+                 qnn_mat b, float beta, float *c, size_t ldc, int nthreads) {
+    if (M == 0 || N == 0) return QNN_OK;
+    if (K == 0 || alpha == 0.0f) { scale_c(M, N, beta, c, ldc); return QNN_OK; }
+    const qnn_sgemm_ukernel uk = qnn_dispatch_table.sgemm;
+    const size_t mr = (size_t)qnn_dispatch_table.sgemm_mr, nr = (size_t)qnn_dispatch_table.sgemm_nr;
+    qnn_apacker dflt = {pack_a_strided, &a};
+    if (!ap) ap = &dflt;
+
+    int nt = nthreads;
+    if (nt <= 0) {
+        /* One multiply-add costs ~1/8 of an element-wise op's memory traffic at these sizes. */
+        const double work = (double)M * (double)N * (double)K / 8.0;
+        nt = qnn_threads_for(work > 1e18 ? (size_t)1 << 60 : (size_t)work);
+    }
+    if (nt < 1) nt = 1;
+
+    /* Row blocks: MC, or smaller so that a short M still gives every thread a block. */
+    size_t mcb = min_sz(QNN_MC, round_up(M, mr));
+    if (nt > 1 && (M + mcb - 1) / mcb < (size_t)nt)
+        mcb = round_up((M + (size_t)nt - 1) / (size_t)nt, mr);
+    const size_t n_mb = (M + mcb - 1) / mcb;
+    const size_t kcmax = min_sz(K, QNN_KC), ncmax = min_sz(round_up(N, nr), QNN_NC);
+    const size_t astride = round_up(mcb * kcmax, QNN_ALIGN / sizeof(float));
+
+    /* Per-call allocation: ~2 MB of B panel + 200 KB of A per thread. A persistent workspace
+     * (first touch costs ~3 ms/MB here, performance.md §7) is left to the tuning issue. */
+    float *bbuf = qnn_aligned_alloc(kcmax * ncmax * sizeof(float));
+    float *abuf = qnn_aligned_alloc((size_t)nt * astride * sizeof(float));
+    if (!bbuf || !abuf) {
+        qnn_aligned_free(bbuf);
+        qnn_aligned_free(abuf);
+        return QNN_ENOMEM;
+    }
+
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        float *my_a = abuf + (size_t)thread_id() * astride;
+        for (size_t jc = 0; jc < N; jc += QNN_NC) {
+            const size_t nc = min_sz(QNN_NC, N - jc);
+            const size_t n_sl = (nc + nr - 1) / nr;
+            /* Column chunks per row block: enough items to occupy the team when M is short. */
+            size_t n_jb = n_mb >= (size_t)nt ? 1 : ((size_t)nt + n_mb - 1) / n_mb;
+            if (n_jb > n_sl) n_jb = n_sl;
+            const size_t sl_per_jb = (n_sl + n_jb - 1) / n_jb;
+            const long n_items = (long)(n_mb * n_jb);
+            for (size_t pc = 0; pc < K; pc += QNN_KC) {
+                const size_t kc = min_sz(QNN_KC, K - pc);
+                const float bt = pc == 0 ? beta : 1.0f;
+#pragma omp for schedule(static)
+                for (long s = 0; s < (long)n_sl; s++) {
+                    const size_t j0 = (size_t)s * nr;
+                    pack_b_sliver(&b, pc, kc, jc + j0, min_sz(nr, nc - j0), nr, bbuf + j0 * kc);
+                }
+                size_t packed_ib = (size_t)-1;
+#pragma omp for schedule(static)
+                for (long it = 0; it < n_items; it++) {
+                    const size_t ib = (size_t)it / n_jb, jb = (size_t)it % n_jb;
+                    const size_t i0 = ib * mcb, mc = min_sz(mcb, M - i0);
+                    if (ib != packed_ib) {
+                        ap->pack(ap->ctx, i0, mc, pc, kc, mr, my_a);
+                        packed_ib = ib;
+                    }
+                    const size_t s0 = jb * sl_per_jb, s1 = min_sz(n_sl, s0 + sl_per_jb);
+                    for (size_t s = s0; s < s1; s++) {
+                        const size_t j0 = s * nr, nn = min_sz(nr, nc - j0);
+                        for (size_t ir = 0; ir < mc; ir += mr) {
+                            const size_t mm = min_sz(mr, mc - ir);
+                            uk(kc, my_a + ir * kc, bbuf + j0 * kc, c + (i0 + ir) * ldc + jc + j0,
+                               ldc, mm, nn, alpha, bt);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    qnn_aligned_free(bbuf);
+    qnn_aligned_free(abuf);
+    return QNN_OK;
+}
+
+int qnn_sgemm(int trans_a, int trans_b, size_t M, size_t N, size_t K, float alpha,
+              const float *a, size_t lda, const float *b, size_t ldb, float beta, float *c,
+              size_t ldc) {
+    const qnn_mat am = trans_a ? (qnn_mat){a, 1, (ptrdiff_t)lda} : (qnn_mat){a, (ptrdiff_t)lda, 1};
+    const qnn_mat bm = trans_b ? (qnn_mat){b, 1, (ptrdiff_t)ldb} : (qnn_mat){b, (ptrdiff_t)ldb, 1};
+    return qnn_sgemm_ex(M, N, K, alpha, am, NULL, bm, beta, c, ldc, 0);
+}
