@@ -1,0 +1,89 @@
+/* Memory-bound training kernels: 2-D pooling (NHWC), batch normalisation (channels last),
+ * softmax cross-entropy and the element-wise activations, forward and backward.
+ *
+ * Plain C11 compiled once: these loops stream memory, so per-ISA variants would gain little;
+ * inner loops run over the contiguous channel axis so GCC vectorises them at -O3. Every kernel
+ * threads over batch items or rows above qnn_threads_for's threshold, and each output element is
+ * computed in an order that does not depend on the thread count, so results are bit-identical
+ * for any number of threads. Arguments are validated by the binding (csrc/module/py_nn.c);
+ * kernels only return QNN_NN_ENOMEM when a small scratch allocation fails. */
+#ifndef QNN_KERNELS_NN_H
+#define QNN_KERNELS_NN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Same values as enum qnn_status (kernels/quant/quant.h), which qnn_raise_status understands. */
+enum { QNN_NN_OK = 0, QNN_NN_ENOMEM = -1 };
+
+/* ------------------------------------------------------------------ pooling */
+
+enum qnn_pool_kind { QNN_POOL_MAX = 0, QNN_POOL_AVG = 1 };
+
+/* x (n, h, w, c) -> y (n, ho, wo, c); window (ph, pw), strides (sh, sw), explicit padding
+ * (pt, pb, pl, pr) with every pad < its window size (so every window has a valid cell), and
+ * ph * w <= INT32_MAX (max-pool backward keeps in-window offsets as int32). */
+typedef struct qnn_pool2d_shape {
+    int64_t n, h, w, c;
+    int64_t ph, pw, sh, sw;
+    int64_t pt, pb, pl, pr;
+    int64_t ho, wo;
+} qnn_pool2d_shape;
+
+int qnn_pool2d_forward(int kind, const qnn_pool2d_shape *s, const float *x, float *y);
+/* dx gets the gradient of sum(y * dy): max -> dy to the first maximum in window scan order
+ * (row-major over the window), recomputed from x; avg -> dy / valid-cell count to each valid cell. */
+int qnn_pool2d_backward(int kind, const qnn_pool2d_shape *s, const float *x, const float *dy,
+                        float *dx);
+
+/* x (n, hw, c) -> y (n, c): max or mean over the hw positions (hw <= INT32_MAX). */
+int qnn_global_pool_forward(int kind, size_t n, size_t hw, size_t c, const float *x, float *y);
+int qnn_global_pool_backward(int kind, size_t n, size_t hw, size_t c, const float *x,
+                             const float *dy, float *dx);
+
+/* ------------------------------------------------------------------ batch normalisation */
+
+/* x viewed as (m, c), statistics per channel over the m rows: mean and biased variance (as
+ * tf.nn.moments), accumulated in double; inv_std = 1 / sqrt(var + eps) in float32. */
+int qnn_bn_stats(size_t m, size_t c, const float *x, float eps, float *mean, float *var,
+                 float *inv_std);
+/* y = (x - mean) * inv_std * gamma + beta, as x * scale + shift per channel.
+ * gamma / beta may be NULL (1 / 0: Keras scale=False / center=False). */
+int qnn_bn_apply(size_t m, size_t c, const float *x, const float *mean, const float *inv_std,
+                 const float *gamma, const float *beta, float *y);
+/* Inference: y = (x - mean) / sqrt(var + eps) * gamma + beta with the given statistics. */
+int qnn_bn_inference(size_t m, size_t c, const float *x, const float *mean, const float *var,
+                     float eps, const float *gamma, const float *beta, float *y);
+/* Training-mode backward: dbeta = sum dy, dgamma = sum dy * xhat (xhat = (x - mean) * inv_std),
+ * dx = gamma * inv_std * (dy - dbeta / m - xhat * dgamma / m). gamma may be NULL. */
+int qnn_bn_backward(size_t m, size_t c, const float *dy, const float *x, const float *gamma,
+                    const float *mean, const float *inv_std, float *dx, float *dgamma,
+                    float *dbeta);
+
+/* ------------------------------------------------------------------ softmax cross-entropy */
+
+/* logits (n, k). Targets: labels (n,) class indices (int32 if labels32, else int64, all in
+ * [0, k), checked by the caller), or probs (n, k) (exactly one of labels32/labels64/probs is
+ * non-NULL). loss[i] = -sum_j t_ij * log_softmax_ij, dlogits = softmax - t. */
+int qnn_softmax_xent(size_t n, size_t k, const float *logits, const int32_t *labels32,
+                     const int64_t *labels64, const float *probs, float *loss, float *dlogits);
+
+/* ------------------------------------------------------------------ activations */
+
+enum qnn_act_kind {
+    QNN_ACT_LINEAR = 0,
+    QNN_ACT_RELU,        /* x > 0 ? x : alpha * x (alpha 0: plain relu, as keras relu(alpha=)) */
+    QNN_ACT_LEAKY_RELU,  /* same formula; a separate name because Keras has both */
+    QNN_ACT_SIGMOID,
+    QNN_ACT_TANH,
+    QNN_ACT_SOFTMAX,     /* over the last axis: rows of length k */
+};
+
+/* n elements (softmax: n / k rows of k). */
+int qnn_activation_forward(int kind, size_t n, size_t k, float alpha, const float *x, float *y);
+/* relu / leaky_relu read x, sigmoid / tanh / softmax read y (the forward output), linear
+ * neither; pointers not read may be NULL. */
+int qnn_activation_backward(int kind, size_t n, size_t k, float alpha, const float *x,
+                            const float *y, const float *dy, float *dx);
+
+#endif
