@@ -1,9 +1,9 @@
 """qnn_ext: quantized neural networks (binary, ternary, N-bit) with QKeras semantics on C kernels.
 
-    from qnn_ext import quantized_bits, quantized_relu, binary, ternary
+    from qnn_ext import *        # QKeras's and Keras's names: QDense, QConv2D, quantized_bits, Model...
     q = quantized_bits(4, 0, 1)
-    y = q(x)                 # float32 NumPy array, QKeras's values bit for bit
-    dx = q.gradient(x, dy)   # straight-through estimator
+    y = q(x)                     # float32 NumPy array, QKeras's values bit for bit
+    dx = q.gradient(x, dy)       # straight-through estimator
 """
 from . import _core
 from . import backend, quantizers, utils
@@ -29,3 +29,13 @@ def get_num_threads():
 
 __all__ = list(_quantizer_names) + ["build_info", "set_num_threads", "get_num_threads",
                                     "backend", "quantizers", "utils"]
+
+from . import (activations, callbacks, constraints, datasets, initializers, layers, losses,  # noqa: E402
+               metrics, models, optimizers, regularizers)
+from .layers import *  # noqa: F401,F403,E402
+from .layers import __all__ as _layer_names  # noqa: E402
+from .models import Model, Sequential  # noqa: E402
+
+__all__ += list(_layer_names) + ["Model", "Sequential", "activations", "callbacks", "constraints",
+                                 "datasets", "initializers", "layers", "losses", "metrics",
+                                 "models", "optimizers", "regularizers"]

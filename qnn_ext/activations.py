@@ -17,7 +17,8 @@ class Activation:
     def __call__(self, x):
         return np.asarray(self._f(np.asarray(x, dtype=F32)), dtype=F32)
 
-    def gradient(self, x, dy):
+    def gradient(self, x, dy, y=None):
+        """dL/dx; `y` (the forward output) is reused where the derivative is written in it."""
         x = np.asarray(x, dtype=F32)
         return np.asarray(self._df(x, np.asarray(dy, dtype=F32)), dtype=F32)
 
