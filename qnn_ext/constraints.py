@@ -1,19 +1,13 @@
 """Keras weight constraints and QKeras's ``Clip``, applied by the optimizer after each update
 (``Variable.apply_constraint``). ``constraint(w) -> new w`` (float32 NumPy array)."""
-import difflib
 
 import numpy as np
+from . import _registry
 
 __all__ = ["Constraint", "MaxNorm", "NonNeg", "UnitNorm", "MinMaxNorm", "Clip", "max_norm",
            "non_neg", "unit_norm", "min_max_norm", "get", "serialize", "deserialize"]
 
 _EPS = np.float32(1e-7)  # K.epsilon() in every norm denominator
-
-
-def _unknown(kind, name, valid):
-    close = difflib.get_close_matches(str(name), list(valid), n=3, cutoff=0.5)
-    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    return ValueError(f"Unknown {kind} {name!r}.{hint} Valid names: {', '.join(sorted(valid))}")
 
 
 def _w(who, w):
@@ -148,22 +142,11 @@ _NAMES = {"max_norm": MaxNorm, "maxnorm": MaxNorm, "non_neg": NonNeg, "nonneg": 
 
 
 def serialize(constraint):
-    return {"class_name": type(constraint).__name__, "config": constraint.get_config()}
+    return _registry.serialize(constraint)
 
 
 def deserialize(config, custom_objects=None):
-    if isinstance(config, str):
-        return get(config)
-    if not isinstance(config, dict) or "class_name" not in config:
-        raise ValueError(f"constraints.deserialize: expected a dict with 'class_name' and "
-                         f"'config', got {config!r}")
-    classes = dict(_CLASSES)
-    classes.update(custom_objects or {})
-    name = config["class_name"]
-    cls = classes.get(name) or _NAMES.get(name)
-    if cls is None:
-        raise _unknown("constraint", name, list(_CLASSES) + list(_NAMES))
-    return cls.from_config(dict(config.get("config", {})))
+    return _registry.deserialize("constraint", config, _CLASSES, _NAMES, get, custom_objects)
 
 
 def get(identifier):
@@ -176,7 +159,7 @@ def get(identifier):
     if isinstance(identifier, str):
         cls = _CLASSES.get(identifier) or _NAMES.get(identifier)
         if cls is None:
-            raise _unknown("constraint", identifier, list(_NAMES) + list(_CLASSES))
+            raise _registry.unknown("constraint", identifier, list(_NAMES) + list(_CLASSES))
         return cls()
     if callable(identifier):
         return identifier

@@ -9,12 +9,12 @@ initial weights reproducible.
 Fans: dense (in, out) -> (in, out); conv kernels (..., in, out) -> receptive field * in and
 receptive field * out (HWIO, channels last); rank 1 -> (n, n); scalars -> (1, 1).
 """
-import difflib
 import math
 
 import numpy as np
 
 from . import backend
+from . import _registry
 
 __all__ = ["Initializer", "Zeros", "Ones", "Constant", "RandomNormal", "RandomUniform",
            "TruncatedNormal", "VarianceScaling", "GlorotUniform", "GlorotNormal", "HeNormal",
@@ -23,12 +23,6 @@ __all__ = ["Initializer", "Zeros", "Ones", "Constant", "RandomNormal", "RandomUn
 
 # std of a unit normal truncated to [-2, 2]: dividing by it restores the requested variance
 _TRUNC_STD = 0.87962566103423978
-
-
-def _unknown(kind, name, valid):
-    close = difflib.get_close_matches(str(name), list(valid), n=3, cutoff=0.5)
-    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    return ValueError(f"Unknown {kind} {name!r}.{hint} Valid names: {', '.join(sorted(valid))}")
 
 
 def _random_generator(seed):
@@ -300,22 +294,11 @@ _NAMES = {
 
 
 def serialize(initializer):
-    return {"class_name": type(initializer).__name__, "config": initializer.get_config()}
+    return _registry.serialize(initializer)
 
 
 def deserialize(config, custom_objects=None):
-    if isinstance(config, str):
-        return get(config)
-    if not isinstance(config, dict) or "class_name" not in config:
-        raise ValueError(f"initializers.deserialize: expected a dict with 'class_name' and "
-                         f"'config', got {config!r}")
-    classes = dict(_CLASSES)
-    classes.update(custom_objects or {})
-    name = config["class_name"]
-    cls = classes.get(name) or _NAMES.get(name)
-    if cls is None:
-        raise _unknown("initializer", name, list(_CLASSES) + list(_NAMES))
-    return cls.from_config(dict(config.get("config", {})))
+    return _registry.deserialize("initializer", config, _CLASSES, _NAMES, get, custom_objects)
 
 
 def get(identifier):
@@ -328,7 +311,7 @@ def get(identifier):
     if isinstance(identifier, str):
         cls = _NAMES.get(identifier) or _CLASSES.get(identifier)
         if cls is None:
-            raise _unknown("initializer", identifier, list(_NAMES) + list(_CLASSES))
+            raise _registry.unknown("initializer", identifier, list(_NAMES) + list(_CLASSES))
         return cls()
     if isinstance(identifier, type) and issubclass(identifier, Initializer):
         return identifier()

@@ -12,9 +12,9 @@ logs), and the gradient is zero where the clip is active — what TensorFlow's g
 Arithmetic is float32 like Keras; float64 y_pred is computed in float64 (used by the
 finite-difference tests).
 """
-import difflib
 
 import numpy as np
+from . import _registry
 
 __all__ = ["Loss", "CategoricalCrossentropy", "SparseCategoricalCrossentropy",
            "BinaryCrossentropy", "MeanSquaredError", "MeanAbsoluteError",
@@ -24,12 +24,6 @@ __all__ = ["Loss", "CategoricalCrossentropy", "SparseCategoricalCrossentropy",
 
 EPSILON = 1e-7
 _REDUCTIONS = ("auto", "sum_over_batch_size", "sum", "none")
-
-
-def _unknown(kind, name, valid):
-    close = difflib.get_close_matches(str(name), list(valid), n=3, cutoff=0.5)
-    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    return ValueError(f"Unknown {kind} {name!r}.{hint} Valid names: {', '.join(sorted(valid))}")
 
 
 def _pred(who, y_pred, min_ndim=1):
@@ -407,23 +401,11 @@ _FUNCTIONS = {categorical_crossentropy: CategoricalCrossentropy,
 
 
 def serialize(loss):
-    return {"class_name": type(loss).__name__, "config": loss.get_config()}
+    return _registry.serialize(loss)
 
 
 def deserialize(config, custom_objects=None):
-    if isinstance(config, str):
-        return get(config)
-    if not isinstance(config, dict) or "class_name" not in config:
-        raise ValueError(f"losses.deserialize: expected a dict with 'class_name' and 'config', "
-                         f"got {config!r}")
-    classes = dict(_CLASSES)
-    classes.update(custom_objects or {})
-    name = config["class_name"]
-    if name in classes:
-        return classes[name].from_config(dict(config.get("config", {})))
-    if name in _NAMES:
-        return _NAMES[name]()
-    raise _unknown("loss", name, list(_CLASSES) + list(_NAMES))
+    return _registry.deserialize("loss", config, _CLASSES, _NAMES, get, custom_objects)
 
 
 def get(identifier):
@@ -437,7 +419,7 @@ def get(identifier):
     if isinstance(identifier, str):
         cls = _NAMES.get(identifier) or _CLASSES.get(identifier)
         if cls is None:
-            raise _unknown("loss", identifier, list(_NAMES) + list(_CLASSES))
+            raise _registry.unknown("loss", identifier, list(_NAMES) + list(_CLASSES))
         inst = cls()
         if identifier in _NAMES:
             inst.name = identifier if identifier not in ("MSE", "MAE") else inst.name

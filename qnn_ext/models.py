@@ -170,7 +170,12 @@ class Model(Layer):
             if g is None:
                 g = np.zeros((1,), F32)  # output unused by the loss: no gradient flows
                 continue
+            # a layer fed only by model inputs need not compute its input gradient
+            t.layer._need_input_grad = not all(isinstance(u.layer, InputLayer) for u in t.inputs)
             dins = t.layer.backward(g)
+            t.layer._need_input_grad = True
+            if dins is None:
+                continue
             # kernels take C-contiguous float32 (a split or a view may be neither)
             dins = [np.ascontiguousarray(d, dtype=F32)
                     for d in (dins if isinstance(dins, list) else [dins])]
@@ -480,7 +485,6 @@ class Sequential(Model):
             self._rebuild()
 
     def get_config(self):
-        from .layers.quant_utils import serialize
         return {"name": self.name,
                 "layers": ([{"class_name": "InputLayer", "config": self._input_tensor.layer.get_config()}]
                            if self._input_tensor is not None else [])

@@ -1,17 +1,11 @@
 """Keras weight regularizers: ``reg(x) -> float`` penalty added to the loss and
 ``reg.gradient(x)`` its derivative (float32, x's shape) added to the weight gradient."""
-import difflib
 
 import numpy as np
+from . import _registry
 
 __all__ = ["Regularizer", "L1", "L2", "L1L2", "l1", "l2", "l1_l2", "get", "serialize",
            "deserialize"]
-
-
-def _unknown(kind, name, valid):
-    close = difflib.get_close_matches(str(name), list(valid), n=3, cutoff=0.5)
-    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    return ValueError(f"Unknown {kind} {name!r}.{hint} Valid names: {', '.join(sorted(valid))}")
 
 
 def _factor(who, name, v):
@@ -107,22 +101,12 @@ _NAMES = {"l1": L1, "l2": L2, "l1_l2": l1_l2}
 
 
 def serialize(regularizer):
-    return {"class_name": type(regularizer).__name__, "config": regularizer.get_config()}
+    return _registry.serialize(regularizer)
 
 
 def deserialize(config, custom_objects=None):
-    if isinstance(config, str):
-        return get(config)
-    if not isinstance(config, dict) or "class_name" not in config:
-        raise ValueError(f"regularizers.deserialize: expected a dict with 'class_name' and "
-                         f"'config', got {config!r}")
-    classes = dict(_CLASSES)
-    classes.update(custom_objects or {})
-    name = config["class_name"]
-    cls = classes.get(name) or {"l1": L1, "l2": L2, "l1_l2": L1L2}.get(name)
-    if cls is None:
-        raise _unknown("regularizer", name, list(_CLASSES) + list(_NAMES))
-    return cls.from_config(dict(config.get("config", {})))
+    return _registry.deserialize("regularizer", config, _CLASSES,
+                                 {"l1": L1, "l2": L2, "l1_l2": L1L2}, get, custom_objects)
 
 
 def get(identifier):
@@ -135,7 +119,7 @@ def get(identifier):
     if isinstance(identifier, str):
         make = _NAMES.get(identifier) or _CLASSES.get(identifier)
         if make is None:
-            raise _unknown("regularizer", identifier, list(_NAMES) + list(_CLASSES))
+            raise _registry.unknown("regularizer", identifier, list(_NAMES) + list(_CLASSES))
         return make()
     if callable(identifier):
         return identifier

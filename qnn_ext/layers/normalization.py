@@ -1,7 +1,7 @@
 """Batch normalization (channels last) and QKeras's QBatchNormalization and QScaleShift."""
 import numpy as np
 
-from .. import _core, initializers
+from .. import _core
 from ..quantizers import get_quantizer
 from .base import Layer, _shape_str
 from .quant_utils import QuantizedWeightsMixin, act_backward, act_config, act_forward, serialize
