@@ -1,26 +1,30 @@
 """Keras activation functions by name, as QKeras's ``get_quantizer`` falls back to them
-(``QActivation("relu")``). Each is a callable on arrays with a ``gradient(x, dy)`` method.
-
-These are NumPy for now; the layers work moves them onto C kernels with the rest of the
-float layers.
-"""
+(``QActivation("relu")``). Each is a callable on arrays with ``gradient(x, dy, y=None)``; both
+run in C (``_core.activation_forward/backward``)."""
 import numpy as np
+
+from . import _core
 
 F32 = np.float32
 
 
 class Activation:
-    def __init__(self, name, f, df):
+    def __init__(self, name, kind):
         self.__name__ = name
-        self._f, self._df = f, df
+        self._kind = kind
 
     def __call__(self, x):
-        return np.asarray(self._f(np.asarray(x, dtype=F32)), dtype=F32)
+        x = np.ascontiguousarray(x, dtype=F32)
+        return _core.activation_forward(self.__name__, self._kind, x)
 
     def gradient(self, x, dy, y=None):
-        """dL/dx; `y` (the forward output) is reused where the derivative is written in it."""
-        x = np.asarray(x, dtype=F32)
-        return np.asarray(self._df(x, np.asarray(dy, dtype=F32)), dtype=F32)
+        """dL/dx; sigmoid/tanh/softmax use the forward output `y` (recomputed if not given)."""
+        x = np.ascontiguousarray(x, dtype=F32)
+        dy = np.ascontiguousarray(dy, dtype=F32)
+        if y is None:
+            y = self(x)
+        return _core.activation_backward(self.__name__, self._kind, x,
+                                         np.ascontiguousarray(y, dtype=F32), dy)
 
     def get_config(self):
         return self.__name__
@@ -29,28 +33,7 @@ class Activation:
         return f"<activation {self.__name__}>"
 
 
-def _sigmoid(x):
-    return F32(1) / (F32(1) + np.exp(-x))
-
-
-def _softmax(x):
-    e = np.exp(x - x.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-def _dsoftmax(x, dy):
-    y = _softmax(x)
-    return y * (dy - (dy * y).sum(axis=-1, keepdims=True))
-
-
-_ACTS = {
-    "linear": Activation("linear", lambda x: x, lambda x, dy: dy),
-    "relu": Activation("relu", lambda x: np.maximum(x, F32(0)), lambda x, dy: dy * (x > 0)),
-    "sigmoid": Activation("sigmoid", _sigmoid,
-                          lambda x, dy: dy * _sigmoid(x) * (F32(1) - _sigmoid(x))),
-    "tanh": Activation("tanh", np.tanh, lambda x, dy: dy * (F32(1) - np.tanh(x) ** 2)),
-    "softmax": Activation("softmax", _softmax, _dsoftmax),
-}
+_ACTS = {name: Activation(name, name) for name in ("linear", "relu", "sigmoid", "tanh", "softmax")}
 
 
 def lookup(name):

@@ -67,6 +67,7 @@ class Layer:
         self._variables = []
         self.grads = []
         self._build_input_shape = None
+        self._need_input_grad = True  # Model.backward clears it for layers fed by its inputs
         if input_dim is not None and input_shape is None:
             input_shape = (input_dim,)
         self._batch_input_shape = (

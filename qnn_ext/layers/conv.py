@@ -158,6 +158,8 @@ class _Conv(QuantizedWeightsMixin, Layer):
         if self.use_bias:
             grads.append(self._quantizer_grad("bias", _core.bias_grad(self.name, dz)))
         self.grads = grads if self.trainable else []
+        if not self._need_input_grad:
+            return None
         dx = _core.conv2d_backward_input(self.name, dz, k2, x4.shape, self._s2(), pads,
                                          self._d2(), self.groups)
         return dx.reshape(xshape)
@@ -307,7 +309,7 @@ class _SeparableConv(QuantizedWeightsMixin, Layer):
 
     def __init__(self, filters, kernel_size, strides=1, padding="valid", data_format=None,
                  dilation_rate=1, depth_multiplier=1, activation=None, use_bias=True,
-                 depthwise_initializer="glorot_uniform", pointwise_initializer="glorot_uniform",
+                 depthwise_activation=None, depthwise_initializer="glorot_uniform", pointwise_initializer="glorot_uniform",
                  bias_initializer="zeros", depthwise_regularizer=None, pointwise_regularizer=None,
                  bias_regularizer=None, activity_regularizer=None, depthwise_constraint=None,
                  pointwise_constraint=None, bias_constraint=None, depthwise_quantizer=None,
@@ -323,6 +325,9 @@ class _SeparableConv(QuantizedWeightsMixin, Layer):
         self.depth_multiplier = int(depth_multiplier)
         self.activation = get_quantizer(activation)
         self._activation_config = activation
+        # applied between the depthwise and the pointwise convolution (QKeras README example)
+        self.depthwise_activation = get_quantizer(depthwise_activation)
+        self._dw_activation_config = depthwise_activation
         self.use_bias = use_bias
         self.depthwise_regularizer, self.pointwise_regularizer = depthwise_regularizer, pointwise_regularizer
         self.bias_regularizer, self.activity_regularizer = bias_regularizer, activity_regularizer
@@ -354,6 +359,7 @@ class _SeparableConv(QuantizedWeightsMixin, Layer):
         wd = d._kernel2d(dq).reshape(d._k2() + (1, c * self.depth_multiplier))
         pads = d._pads(x.shape[1:-1])
         h = _core.conv2d_forward(self.name, x4, wd, d._s2(), pads, d._d2(), c)
+        h, self._dw_act_cache = act_forward(self.depthwise_activation, h, training)
         h2 = h.reshape(-1, h.shape[-1])
         z = _core.gemm(self.name, h2, pq.reshape(pq.shape[-2], pq.shape[-1]))
         if self.use_bias:
@@ -371,6 +377,7 @@ class _SeparableConv(QuantizedWeightsMixin, Layer):
         p2 = pq.reshape(pq.shape[-2], pq.shape[-1])
         dp = _core.gemm(self.name, h2, dz2, trans_a=True).reshape(pq.shape)
         dh = _core.gemm(self.name, dz2, p2, trans_b=True).reshape(hshape)
+        dh = np.ascontiguousarray(act_backward(self.depthwise_activation, self._dw_act_cache, dh))
         c = x4.shape[-1]
         dd = _core.conv2d_backward_filter(self.name, x4, dh, wd.shape, d._s2(), pads, d._d2(),
                                           c).reshape(dshape)
@@ -387,6 +394,7 @@ class _SeparableConv(QuantizedWeightsMixin, Layer):
                       strides=list(self.strides), padding=self.padding,
                       dilation_rate=list(self.dilation_rate), depth_multiplier=self.depth_multiplier,
                       activation=act_config(self._activation_config), use_bias=self.use_bias,
+                      depthwise_activation=act_config(self._dw_activation_config),
                       **{k: v for k, v in self._quantizer_config().items() if not k.endswith("_range")})
         return config
 

@@ -60,6 +60,8 @@ class Dense(QuantizedWeightsMixin, Layer):
         if self.use_bias:
             grads.append(self._quantizer_grad("bias", _core.bias_grad(self.name, dz)))
         self.grads = grads if self.trainable else []
+        if not self._need_input_grad:
+            return None
         dx = _core.gemm(self.name, dz, self._kq, trans_b=True)
         return dx.reshape(self._xshape)
 

@@ -91,7 +91,7 @@ QK_INLINE float qk_fwd_relu(const qnn_quant_params *p, float x, float u0, float 
 }
 
 QK_INLINE float qk_tanh_p(float x, int sig, int real) {
-    return real ? tanhf(x) : 2.0f * qk_sigmoid(x, sig) - 1.0f;
+    return real ? qk_tanhf(x) : 2.0f * qk_sigmoid(x, sig) - 1.0f;
 }
 
 QK_INLINE float qk_fwd_tanh(const qnn_quant_params *p, float x, float u0, int sr, int sig,
@@ -102,7 +102,7 @@ QK_INLINE float qk_fwd_tanh(const qnn_quant_params *p, float x, float u0, int sr
 }
 
 QK_INLINE float qk_sigm_p(float x, int sig, int real) {
-    return real ? 1.0f / (1.0f + expf(-x)) : qk_sigmoid(x, sig);
+    return real ? 1.0f / (1.0f + qk_expf(-x)) : qk_sigmoid(x, sig);
 }
 
 QK_INLINE float qk_fwd_sigmoid(const qnn_quant_params *p, float x, float u0, int sr, int sig,
@@ -185,7 +185,7 @@ QK_INLINE float qk_fwd_fn(const qnn_quant_params *p, float x) {
 /* ---------------------------------------------------------------- backward, per element */
 
 QK_INLINE float qk_tanh_surr(float x) {
-    const float t = tanhf(x);
+    const float t = qk_tanhf(x);
     return 1.0f - t * t;
 }
 

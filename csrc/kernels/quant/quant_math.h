@@ -61,10 +61,55 @@ QK_INLINE float qk_sround(float v, float inv, float u) {
     return r / inv;
 }
 
+QK_INLINE uint32_t qk_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+QK_INLINE float qk_float(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+
+/* exp and tanh in float32, written so loops using them vectorise (libm's expf/tanhf are calls
+ * per element), and identical at every ISA level (same source, no FMA contraction).
+ * exp: Cephes' range reduction x = n*ln2 + r with a degree-6 polynomial, ~1 ulp; clamps to
+ * [-87.3, 88.7] (0 / +inf beyond), NaN propagates. tanh: Cephes' odd polynomial for |x| < 0.625
+ * (keeps relative accuracy near 0), 1 - 2/(exp(2|x|) + 1) above; ~2 ulp. */
+QK_INLINE float qk_expf(float x) {
+    const float xc0 = x > 88.72283935546875f ? 88.72283935546875f : x;
+    const float xc1 = xc0 < -87.3365478515625f ? -87.3365478515625f : xc0;
+    const float xc = xc1 == xc1 ? xc1 : 0.0f;
+    const float n = qk_rint(xc * 1.44269504088896341f);
+    float r = xc - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    const float r2 = r * r;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    const float e = (p * r2 + r) + 1.0f;
+    /* 2**n in two factors so n = 128 and n = -126 stay representable */
+    const int32_t ni = (int32_t)n;
+    const int32_t n1 = ni / 2, n2 = ni - n1;
+    const float f1 = qk_float((uint32_t)(n1 + 127) << 23), f2 = qk_float((uint32_t)(n2 + 127) << 23);
+    const float out = (e * f1) * f2;
+    return x != x ? x : (x > 88.72283935546875f ? INFINITY : (x < -87.3365478515625f ? 0.0f : out));
+}
+
+QK_INLINE float qk_tanhf(float x) {
+    const float a = fabsf(x);
+    const float z = x * x;
+    float p = -5.70498872745e-3f;
+    p = p * z + 2.06390887954e-2f;
+    p = p * z - 5.37397155531e-2f;
+    p = p * z + 1.33314422036e-1f;
+    p = p * z - 3.33332819422e-1f;
+    const float small = (p * z) * x + x;
+    const float big = 1.0f - 2.0f / (qk_expf(2.0f * (a > 10.0f ? 10.0f : a)) + 1.0f);
+    const float t = a < 0.625f ? small : copysignf(big, x);
+    return x != x ? x : t;
+}
+
 QK_INLINE float qk_sigmoid(float x, int mode) {
     if (mode == QNN_SIG_HARD) return qk_clip(0.5f * x + 0.5f, 0.0f, 1.0f);
     if (mode == QNN_SIG_SMOOTH) return qk_clip(0.1875f * x + 0.5f, 0.0f, 1.0f);
-    return 1.0f / (1.0f + expf(-x));
+    return 1.0f / (1.0f + qk_expf(-x));
 }
 
 /* d sigmoid/dx, given x; for "real" the derivative is written through y as TF does. */
@@ -77,12 +122,10 @@ QK_INLINE float qk_dsigmoid(float x, int mode) {
         const float s = 0.1875f * x + 0.5f;
         return (s >= 0.0f && s <= 1.0f) ? 0.1875f : 0.0f;
     }
-    const float y = 1.0f / (1.0f + expf(-x));
+    const float y = 1.0f / (1.0f + qk_expf(-x));
     return y * (1.0f - y);
 }
 
-QK_INLINE uint32_t qk_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
-QK_INLINE float qk_float(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
 
 /* 2**e for an integer-valued e; below the normal range it flushes to 0 like TF's FTZ.
  * Written as selects (no early returns) so loops using it vectorise. */
