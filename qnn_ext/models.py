@@ -27,7 +27,9 @@ class Model(Layer):
         if inputs is not None or outputs is not None:
             if inputs is None or outputs is None:
                 raise ValueError(f"Model '{self.name}': give both inputs and outputs")
-            self._init_graph(_as_list(inputs), _as_list(outputs), single_output=not isinstance(outputs, (list, tuple)))
+            # tf.keras unwraps a one-element output list: predict() then returns an array
+            single = not isinstance(outputs, (list, tuple)) or len(outputs) == 1
+            self._init_graph(_as_list(inputs), _as_list(outputs), single_output=single)
 
     # ------------------------------------------------------------------ graph
     def _init_graph(self, inputs, outputs, single_output=True):

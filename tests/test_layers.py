@@ -310,6 +310,9 @@ def test_dropout_inverted_scaling_and_identity_at_inference():
 
 
 def test_activation_layers():
+    # Keras: no activation means the "linear" activation object (QKeras's conversion tests rely on it)
+    assert L.Conv2D(32, (3, 3)).activation.__name__ == "linear"
+    assert L.QDense(3).activation.__name__ == "linear"
     x = rnd(3, 5)
     np.testing.assert_allclose(L.Activation("relu")(x), np.maximum(x, 0))
     np.testing.assert_allclose(L.LeakyReLU(0.2)(x), np.where(x > 0, x, 0.2 * x), rtol=1e-6)

@@ -6,7 +6,8 @@ import numpy as np
 from .. import _core
 from ..quantizers import get_quantizer
 from .base import Layer, _shape_str
-from .quant_utils import QuantizedWeightsMixin, act_backward, act_config, act_forward
+from .quant_utils import (QuantizedWeightsMixin, act_backward, act_config, act_forward,
+                          resolve_activation)
 
 
 def _tuple(v, n, what, who):
@@ -57,7 +58,7 @@ class _Conv(QuantizedWeightsMixin, Layer):
             raise ValueError(f"{who}: groups must be a positive int dividing filters ({filters}), got {groups!r}")
         self.groups = int(groups)
         self.data_format = "channels_last"
-        self.activation = get_quantizer(activation)
+        self.activation = resolve_activation(activation)
         self._activation_config = activation
         self.use_bias = use_bias
         self.kernel_regularizer, self.bias_regularizer = kernel_regularizer, bias_regularizer
@@ -238,7 +239,7 @@ class DepthwiseConv2D(QuantizedWeightsMixin, Layer):
         if isinstance(depth_multiplier, bool) or not isinstance(depth_multiplier, (int, np.integer)) or depth_multiplier < 1:
             raise ValueError(f"{who}: depth_multiplier must be a positive int, got {depth_multiplier!r}")
         self.depth_multiplier = int(depth_multiplier)
-        self.activation = get_quantizer(activation)
+        self.activation = resolve_activation(activation)
         self._activation_config = activation
         self.use_bias = use_bias
         self.depthwise_regularizer, self.bias_regularizer = depthwise_regularizer, bias_regularizer
@@ -323,7 +324,7 @@ class _SeparableConv(QuantizedWeightsMixin, Layer):
         self.kernel_size, self.strides = self._dw.kernel_size, self._dw.strides
         self.padding, self.dilation_rate = self._dw.padding, self._dw.dilation_rate
         self.depth_multiplier = int(depth_multiplier)
-        self.activation = get_quantizer(activation)
+        self.activation = resolve_activation(activation)
         self._activation_config = activation
         # applied between the depthwise and the pointwise convolution (QKeras README example)
         self.depthwise_activation = get_quantizer(depthwise_activation)

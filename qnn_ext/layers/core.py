@@ -5,7 +5,8 @@ import numpy as np
 from .. import _core, backend
 from ..quantizers import get_quantizer
 from .base import F32, Layer, _shape_str
-from .quant_utils import QuantizedWeightsMixin, act_backward, act_forward, act_config
+from .quant_utils import (QuantizedWeightsMixin, act_backward, act_config, act_forward,
+                          resolve_activation)
 
 
 class Dense(QuantizedWeightsMixin, Layer):
@@ -22,7 +23,7 @@ class Dense(QuantizedWeightsMixin, Layer):
         if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units < 1:
             raise ValueError(f"{type(self).__name__} '{self.name}': units must be a positive int, got {units!r}")
         self.units = int(units)
-        self.activation = get_quantizer(activation)
+        self.activation = resolve_activation(activation)
         self._activation_config = activation
         self.use_bias = use_bias
         self.kernel_regularizer, self.bias_regularizer = kernel_regularizer, bias_regularizer
@@ -84,9 +85,7 @@ class Activation(Layer):
     def __init__(self, activation, **kwargs):
         super().__init__(**kwargs)
         self._activation_config = activation
-        self.activation = get_quantizer(activation)
-        if self.activation is None:
-            raise ValueError(f"{type(self).__name__} '{self.name}': activation must not be None")
+        self.activation = resolve_activation(activation)
 
     def call(self, x, training=False):
         y, self._act_cache = act_forward(self.activation, x, training)

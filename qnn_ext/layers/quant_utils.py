@@ -24,9 +24,15 @@ def act_config(activation):
     return serialize(activation) if not isinstance(activation, str) else activation
 
 
+def resolve_activation(identifier):
+    """A layer's activation: a quantizer or Keras activation; None is Keras's "linear"."""
+    act = get_quantizer(identifier)
+    return _activations.get("linear") if act is None else act
+
+
 def act_forward(act, x, training):
     """Apply an activation (None, a Keras activation or a quantizer); returns (y, cache)."""
-    if act is None:
+    if act is None or act is _activations.get("linear"):
         return x, None
     if isinstance(act, BaseQuantizer):
         return act(x, training=training), (act, x, None, training)
