@@ -20,7 +20,8 @@ class Model(Layer):
     def __init__(self, inputs=None, outputs=None, name=None, **kwargs):
         super().__init__(name=name, **kwargs)
         self.stop_training = False
-        self.optimizer = self.loss = None
+        self.optimizer = self.loss = self._fused = None
+        self._fused_pending = False
         self.compiled_metrics = []
         self.history = None
         self._graph = None
@@ -211,6 +212,53 @@ class Model(Layer):
         self.loss = losses.get(loss)
         self.compiled_metrics = [metrics_mod.get(m, loss=self.loss) for m in (metrics or [])]
         self._loss_name = loss if isinstance(loss, str) else getattr(self.loss, "name", "loss")
+        self._fused, self._fused_pending = None, True
+
+    def _resolve_fused(self):
+        if self._fused_pending and self._graph:
+            self._fused, self._fused_pending = self._fused_softmax_layer(), False
+
+    def _fused_softmax_layer(self):
+        """The output layer whose softmax feeds a (sparse) categorical cross-entropy: like
+        tf.keras, the loss and its gradient are then computed from the logits (one C kernel,
+        log-sum-exp, no probability clipping)."""
+        from . import activations, losses
+        if not self._graph or not self._single_output:
+            return None
+        layer = self._outputs[0].layer
+        if getattr(layer, "activation", None) is not activations.lookup("softmax"):
+            return None
+        ok = (isinstance(self.loss, losses.SparseCategoricalCrossentropy)
+              or (isinstance(self.loss, losses.CategoricalCrossentropy)
+                  and getattr(self.loss, "label_smoothing", 0) == 0))
+        if not ok or self.loss.from_logits or getattr(self.loss, "reduction", "auto") not in (
+                "auto", "sum_over_batch_size"):
+            return None
+        return layer
+
+    def _fused_loss(self, y):
+        """(mean loss, d loss/d logits) from the softmax layer's cached logits."""
+        from . import _core, losses
+        layer = self._fused
+        logits = layer._act_cache[1]
+        k = logits.shape[-1]
+        l2 = np.ascontiguousarray(logits.reshape(-1, k))
+        if isinstance(self.loss, losses.SparseCategoricalCrossentropy):
+            yt = np.asarray(y)
+            if yt.ndim == logits.ndim and yt.shape[-1] == 1:
+                yt = yt[..., 0]
+            if yt.dtype.kind not in "iub":
+                if yt.dtype.kind != "f" or not np.all(yt == np.floor(yt)):
+                    raise ValueError(f"{self.loss.name}: labels must be integer class indices, "
+                                     f"got dtype {yt.dtype}")
+            labels = np.ascontiguousarray(yt.reshape(-1), dtype=np.int64)
+        else:
+            labels = np.ascontiguousarray(np.asarray(y, dtype=F32).reshape(-1, k))
+        if labels.shape[0] != l2.shape[0]:
+            raise ValueError(f"{self.loss.name}: {labels.shape[0]} labels for {l2.shape[0]} predictions")
+        loss_vec, dlogits = _core.softmax_cross_entropy(layer.name, l2, labels)
+        n = l2.shape[0]
+        return float(loss_vec.mean(dtype=np.float64)), (dlogits / F32(n)).reshape(logits.shape)
 
     def _check_compiled(self):
         if self.optimizer is None or self.loss is None:
@@ -230,9 +278,18 @@ class Model(Layer):
         backend.set_learning_phase(1)  # QKeras: stochastic quantizers follow the learning phase
         try:
             y_pred = self.call(x, training=True)
-            loss = float(self.loss(y, y_pred))
+            self._resolve_fused()
             reg, reg_grads = self._regularization()
-            self.backward(self.loss.gradient(y, y_pred))
+            if self._fused is not None:
+                loss, dlogits = self._fused_loss(y)
+                self._fused._preact_grad = True
+                try:
+                    self.backward(dlogits)
+                finally:
+                    self._fused._preact_grad = False
+            else:
+                loss = float(self.loss(y, y_pred))
+                self.backward(self.loss.gradient(y, y_pred))
         finally:
             backend.set_learning_phase(prev)
         gv = self._grads()
@@ -352,7 +409,11 @@ class Model(Layer):
         for s in range(0, n, batch_size):
             bx = [a[s:s + batch_size] for a in xs]
             yp = self.call(bx if len(bx) > 1 else bx[0], training=False)
-            total += float(self.loss(y[s:s + batch_size], yp)) * len(bx[0])
+            self._resolve_fused()
+            if self._fused is not None:
+                total += self._fused_loss(y[s:s + batch_size])[0] * len(bx[0])
+            else:
+                total += float(self.loss(y[s:s + batch_size], yp)) * len(bx[0])
             for m in metrics:
                 m.update_state(y[s:s + batch_size], yp)
         logs = {"loss": total / max(n, 1)}
@@ -416,6 +477,56 @@ class Model(Layer):
         print_fn(f"Trainable params: {tr:,}")
         print_fn(f"Non-trainable params: {total - tr:,}")
         print_fn("_" * width)
+
+    def get_config(self):
+        """Keras's functional config: every layer with the layers (and output index) feeding it;
+        the model's input and output layers."""
+        def ref(t):
+            return [t.layer.name, 0, t.index]
+        layers = []
+        for layer in self.layers:
+            t = next((tt for tt in self._order if tt.layer is layer), None)
+            inbound = [[ref(u) for u in t.inputs]] if t is not None else []
+            layers.append({"class_name": type(layer).__name__, "name": layer.name,
+                           "config": layer.get_config(), "inbound_nodes": inbound})
+        return {"name": self.name, "layers": layers,
+                "input_layers": [ref(t) for t in self._inputs],
+                "output_layers": [ref(t) for t in self._outputs]}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        """Rebuild a functional model from get_config(); only registered layer classes (and
+        custom_objects) are created, nothing in the config is imported or evaluated."""
+        from .layers import deserialize
+        from .layers.base import Input
+        if not isinstance(config, dict) or "layers" not in config:
+            raise ValueError("Model.from_config: expected a dict with 'layers', 'input_layers' and "
+                             "'output_layers'")
+        tensors = {}
+        for spec in config["layers"]:
+            name = spec.get("name") or spec.get("config", {}).get("name")
+            if spec.get("class_name") == "InputLayer":
+                bis = spec["config"]["batch_input_shape"]
+                tensors[name] = Input(shape=tuple(bis[1:]), batch_size=bis[0], name=name)
+                continue
+            layer = deserialize(spec, custom_objects)
+            nodes = spec.get("inbound_nodes") or []
+            if len(nodes) != 1:
+                raise ValueError(f"Model.from_config: layer '{name}' must have exactly one "
+                                 f"inbound node, got {len(nodes)}")
+            try:
+                ins = [tensors[r[0]] for r in nodes[0]]
+            except KeyError as e:
+                raise ValueError(f"Model.from_config: layer '{name}' is fed by unknown layer "
+                                 f"{e.args[0]!r} (layers must be listed in order)") from None
+            tensors[name] = layer(ins if len(ins) > 1 else ins[0])
+        try:
+            inputs = [tensors[r[0]] for r in config["input_layers"]]
+            outputs = [tensors[r[0]] for r in config["output_layers"]]
+        except KeyError as e:
+            raise ValueError(f"Model.from_config: unknown input/output layer {e.args[0]!r}") from None
+        return cls(inputs=inputs if len(inputs) > 1 else inputs[0],
+                   outputs=outputs if len(outputs) > 1 else outputs[0], name=config.get("name"))
 
     def save_weights(self, filepath):
         np.savez(filepath, **{f"w{i:04d}": v for i, v in enumerate(self.get_weights())})

@@ -349,3 +349,34 @@ def test_bad_inputs_name_layer_and_argument():
         d(np.array([["a"] * 4]))
     with pytest.raises(ValueError, match="unknown"):
         L.Dense(3, activation="not_an_activation")
+
+
+def test_global_max_pooling_and_backward():
+    x = rnd(2, 4, 3, 5)
+    gm = L.GlobalMaxPooling2D()
+    np.testing.assert_array_equal(gm(x), x.max(axis=(1, 2)))
+    check_backward(L.GlobalMaxPooling2D(), rnd(1, 3, 3, 2))
+
+
+def test_qbatchnorm_training_forward_uses_quantized_batch_moments():
+    qbn = L.QBatchNormalization(momentum=0.5)
+    x = rnd(16, 5) * 2 + 0.5
+    y = qbn(x, training=True)
+    g, b, m, v = qbn.get_weights()
+    mean, var = x.mean(0).astype(F32), x.var(0).astype(F32)
+    qm, qv = Q.quantized_po2(5)(mean), Q.quantized_relu_po2(6, quadratic_approximation=True)(var)
+    inv = Q.quantized_relu_po2(6, 2048)(g) / np.sqrt(qv + F32(1e-3))
+    np.testing.assert_allclose(y, x * inv + (Q.quantized_po2(5)(b) - qm * inv), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(m, 0.5 * mean, rtol=1e-5)  # moving stats stay float
+    np.testing.assert_allclose(v, 0.5 + 0.5 * var * 16 / 15, rtol=1e-5)
+
+
+def test_qdepthwise_uses_quantized_kernel():
+    kq = Q.quantized_bits(4, 0, 1, alpha=1)
+    layer = L.QDepthwiseConv2D(3, depthwise_quantizer=kq, bias_quantizer=kq, padding="same")
+    x = rnd(1, 5, 5, 2)
+    y = layer(x)
+    k, b = layer.get_weights()
+    ref = conv2d_ref(x, kq(k).reshape(3, 3, 1, 2), (1, 1), (1, 1, 1, 1), groups=2) + kq(b)
+    np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5)
+    assert [str(q) for q in layer.get_quantizers()] == ["quantized_bits(4,0,1,alpha=1)"] * 2

@@ -146,3 +146,49 @@ def test_errors_name_model_layer_and_argument():
         m.set_weights([np.zeros((4, 3))])
     with pytest.raises(ValueError):
         optimizers.get("adamw_typo")
+
+
+def test_fused_softmax_cross_entropy_matches_the_generic_path():
+    """With a softmax output and (sparse) categorical cross-entropy, loss and gradient come
+    from the logits (tf.keras does the same); away from probability clipping they equal the
+    generic loss.gradient -> softmax backward path."""
+    from qnn_ext import losses
+    x, y = blobs(64, seed=7)
+    for loss, target in (("sparse_categorical_crossentropy", y),
+                         (losses.CategoricalCrossentropy(), np.eye(3, dtype=F32)[y])):
+        qnn_ext.utils.set_random_seed(8)
+        a = Sequential([Input((8,)), Dense(3, activation="softmax")])
+        b = Sequential([Input((8,)), Dense(3, activation="softmax")])
+        b.set_weights(a.get_weights())
+        a.compile(optimizers.SGD(0.1), loss)
+        b.compile(optimizers.SGD(0.1), loss)
+        a.train_on_batch(x, target)
+        assert a._fused is a.layers[0]
+        b._fused_pending = False  # force the generic path
+        b._fused = None
+        pred = b.predict(x)
+        want_loss = b.loss(target, pred)
+        b.train_on_batch(x, target)
+        for wa, wb in zip(a.get_weights(), b.get_weights()):
+            np.testing.assert_allclose(wa, wb, rtol=1e-5, atol=1e-6)
+        assert abs(a.evaluate(x, target, verbose=0) - b.evaluate(x, target, verbose=0)) < 1e-5
+        assert want_loss > 0
+
+
+def test_functional_model_config_round_trip():
+    qnn_ext.utils.set_random_seed(9)
+    inp = Input((8,), name="in")
+    a = QDense(6, kernel_quantizer="quantized_bits(4,0,1)", activation="quantized_relu(4)", name="a")(inp)
+    b = Dense(6, name="b")(inp)
+    c = Concatenate(name="cat")([a, Add(name="add")([a, b])])
+    out = Dense(3, activation="softmax", name="out")(c)
+    m = Model(inp, out, name="net")
+    clone = Model.from_config(m.get_config())
+    assert clone.get_config() == m.get_config()
+    clone.set_weights(m.get_weights())
+    x, _ = blobs(10)
+    np.testing.assert_array_equal(clone.predict(x), m.predict(x))
+    with pytest.raises(ValueError, match="unknown layer class"):
+        cfg = m.get_config()
+        cfg["layers"][1]["class_name"] = "os.system"
+        Model.from_config(cfg)

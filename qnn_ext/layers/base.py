@@ -183,6 +183,14 @@ class Layer:
     def call(self, inputs, training=False):
         return inputs
 
+    def _act_grad(self, act, cache, grad):
+        """Gradient through the layer's output activation; Model's fused softmax/cross-entropy
+        sets ``_preact_grad`` and hands in the gradient of the logits directly."""
+        if getattr(self, "_preact_grad", False):
+            return grad
+        from .quant_utils import act_backward
+        return act_backward(act, cache, grad)
+
     def backward(self, grad):
         self.grads = []
         return grad

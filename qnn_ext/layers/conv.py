@@ -151,7 +151,7 @@ class _Conv(QuantizedWeightsMixin, Layer):
     def backward(self, grad):
         x4, kq, pads, xshape = self._cache
         g4 = self._to2d(grad)
-        dz = act_backward(self.activation, self._act_cache, g4)
+        dz = self._act_grad(self.activation, self._act_cache, g4)
         k2 = self._kernel2d(kq)
         dk = _core.conv2d_backward_filter(self.name, x4, dz, k2.shape, self._s2(), pads,
                                           self._d2(), self.groups).reshape(kq.shape)
@@ -277,7 +277,7 @@ class DepthwiseConv2D(QuantizedWeightsMixin, Layer):
 
     def backward(self, grad):
         x, w, pads, kshape = self._cache
-        dz = act_backward(self.activation, self._act_cache, grad)
+        dz = self._act_grad(self.activation, self._act_cache, grad)
         c = x.shape[-1]
         dw = _core.conv2d_backward_filter(self.name, x, dz, w.shape, self.strides, pads,
                                           self.dilation_rate, c).reshape(kshape)
@@ -373,7 +373,7 @@ class _SeparableConv(QuantizedWeightsMixin, Layer):
     def backward(self, grad):
         d = self._dw
         x4, wd, pads, dshape, h2, pq, hshape, xshape = self._cache
-        dz = act_backward(self.activation, self._act_cache, d._to2d(grad))
+        dz = self._act_grad(self.activation, self._act_cache, d._to2d(grad))
         dz2 = dz.reshape(-1, self.filters)
         p2 = pq.reshape(pq.shape[-2], pq.shape[-1])
         dp = _core.gemm(self.name, h2, dz2, trans_a=True).reshape(pq.shape)
@@ -463,7 +463,7 @@ class Conv2DTranspose(Conv2D):
 
     def backward(self, grad):
         x, kq, pads = self._cache
-        dz = act_backward(self.activation, self._act_cache, grad)
+        dz = self._act_grad(self.activation, self._act_cache, grad)
         # y = conv^T(x): dx = conv(dz), dW from the convolution that maps dz to x
         dk = _core.conv2d_backward_filter(self.name, dz, x, kq.shape, self.strides, pads,
                                           self.dilation_rate, 1)

@@ -55,7 +55,7 @@ class Dense(QuantizedWeightsMixin, Layer):
         return y.reshape(x.shape[:-1] + (self.units,))
 
     def backward(self, grad):
-        dz = act_backward(self.activation, self._act_cache, grad.reshape(-1, self.units))
+        dz = self._act_grad(self.activation, self._act_cache, grad.reshape(-1, self.units))
         dkq = _core.gemm(self.name, self._x2, dz, trans_a=True)
         grads = [self._quantizer_grad("kernel", dkq)]
         if self.use_bias:
@@ -93,7 +93,7 @@ class Activation(Layer):
 
     def backward(self, grad):
         self.grads = []
-        return act_backward(self.activation, self._act_cache, grad)
+        return self._act_grad(self.activation, self._act_cache, grad)
 
     def get_config(self):
         config = super().get_config()

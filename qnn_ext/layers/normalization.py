@@ -230,7 +230,7 @@ class QScaleShift(QuantizedWeightsMixin, Layer):
 
     def backward(self, grad):
         x, w = self._cache
-        dz = act_backward(self.activation, self._act_cache, grad)
+        dz = self._act_grad(self.activation, self._act_cache, grad)
         grads = [self._quantizer_grad("weight", np.array([[float((dz * x).sum(dtype=np.float64))]], F32))]
         if self.use_bias:
             grads.append(self._quantizer_grad("bias", np.array([[float(dz.sum(dtype=np.float64))]], F32)))

@@ -101,7 +101,7 @@ class QAveragePooling2D(AveragePooling2D):
         return y
 
     def backward(self, grad):
-        dz = act_backward(self.activation, self._act_cache, grad)
+        dz = self._act_grad(self.activation, self._act_cache, grad)
         if self._f is None:
             return super().backward(dz)
         dx = super().backward((dz * F32(self._f)).astype(F32))
@@ -178,7 +178,7 @@ class QGlobalAveragePooling2D(GlobalAveragePooling2D):
         return y
 
     def backward(self, grad):
-        dz = act_backward(self.activation, self._act_cache, grad)
+        dz = self._act_grad(self.activation, self._act_cache, grad)
         if self._scale is not None:
             dz = (dz * self._scale).astype(F32)
         return super().backward(dz)
