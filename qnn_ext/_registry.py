@@ -29,3 +29,18 @@ def deserialize(kind, config, classes, names, get, custom_objects=None):
     if cls is None:
         raise unknown(kind, name, list(classes) + list(names))
     return cls.from_config(dict(config.get("config", {})))
+
+
+class Configurable:
+    """Base of the small config-only objects (constraints, regularizers): Keras's
+    get_config/from_config pair and a repr that shows the config."""
+
+    def get_config(self):
+        return {}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.get_config()})"

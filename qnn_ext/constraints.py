@@ -21,19 +21,9 @@ def _norms(w, axis):
     return np.sqrt(np.sum(w * w, axis=axis, keepdims=True))
 
 
-class Constraint:
+class Constraint(_registry.Configurable):
     def __call__(self, w):
         return w
-
-    def get_config(self):
-        return {}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-    def __repr__(self):
-        return f"{type(self).__name__}({self.get_config()})"
 
 
 class MaxNorm(Constraint):

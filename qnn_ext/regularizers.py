@@ -15,22 +15,12 @@ def _factor(who, name, v):
     return float(v)
 
 
-class Regularizer:
+class Regularizer(_registry.Configurable):
     def __call__(self, x):
         return 0.0
 
     def gradient(self, x):
         return np.zeros(np.shape(x), np.float32)
-
-    def get_config(self):
-        return {}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-    def __repr__(self):
-        return f"{type(self).__name__}({self.get_config()})"
 
 
 class L1L2(Regularizer):
