@@ -7,7 +7,7 @@ import numpy as np
 from . import backend
 from .layers.base import F32, InputLayer, KerasTensor, Layer, _shape_str
 
-__all__ = ["Model", "Sequential"]
+__all__ = ["Model", "Sequential", "load_model", "model_from_json"]
 
 
 def _as_list(x):
@@ -528,12 +528,38 @@ class Model(Layer):
         return cls(inputs=inputs if len(inputs) > 1 else inputs[0],
                    outputs=outputs if len(outputs) > 1 else outputs[0], name=config.get("name"))
 
+    def save(self, filepath, overwrite=True, include_optimizer=True, **kwargs):
+        """Write the model (config, weights, compile info, optimizer state) to a zip file;
+        read it back with ``qnn_ext.models.load_model``. See qnn_ext/saving.py for the format."""
+        from .saving import save_model
+        if kwargs.pop("save_format", None) not in (None, "qnn_ext", "keras"):
+            raise ValueError(f"Model '{self.name}': save_format must be 'qnn_ext'")
+        if kwargs:
+            raise TypeError(f"Model '{self.name}': save got unexpected argument(s): {', '.join(kwargs)}")
+        save_model(self, filepath, overwrite=overwrite, include_optimizer=include_optimizer)
+
+    def to_json(self, **kwargs):
+        """The architecture as Keras's ``{"class_name", "config"}`` JSON string."""
+        from .saving import model_to_json
+        return model_to_json(self, **kwargs)
+
     def save_weights(self, filepath):
         np.savez(filepath, **{f"w{i:04d}": v for i, v in enumerate(self.get_weights())})
 
     def load_weights(self, filepath):
         with np.load(filepath, allow_pickle=False) as f:
             self.set_weights([f[k] for k in sorted(f.files)])
+
+
+def load_model(filepath, custom_objects=None, compile=True):
+    """A model written by ``Model.save`` (validated; never runs code from the file)."""
+    from .saving import load_model as _load
+    return _load(filepath, custom_objects=custom_objects, compile=compile)
+
+
+def model_from_json(json_string, custom_objects=None):
+    from .saving import model_from_json as _from_json
+    return _from_json(json_string, custom_objects=custom_objects)
 
 
 class Sequential(Model):
@@ -611,7 +637,8 @@ class Sequential(Model):
             if spec["class_name"] == "InputLayer":
                 from .layers.base import Input
                 bis = spec["config"]["batch_input_shape"]
-                model.add(Input(shape=tuple(bis[1:]), batch_size=bis[0]))
+                model.add(Input(shape=tuple(bis[1:]), batch_size=bis[0],
+                                name=spec["config"].get("name")))
             else:
                 model.add(deserialize(spec, custom_objects))
         return model

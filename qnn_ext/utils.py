@@ -1,4 +1,22 @@
 """QKeras's utilities (model tools arrive with the layers and model-file work)."""
 from .backend import set_random_seed
 
-__all__ = ["set_random_seed"]
+__all__ = ["set_random_seed", "load_qmodel", "quantized_model_from_json", "clone_model"]
+
+
+def load_qmodel(filepath, custom_objects=None, compile=True):
+    """QKeras's ``load_qmodel``: a model written by ``Model.save`` (see qnn_ext.saving)."""
+    from .saving import load_model
+    return load_model(filepath, custom_objects=custom_objects, compile=compile)
+
+
+def quantized_model_from_json(json_string, custom_objects=None):
+    """QKeras's ``quantized_model_from_json``: a new model from ``model.to_json()``."""
+    from .saving import model_from_json
+    return model_from_json(json_string, custom_objects=custom_objects)
+
+
+def clone_model(model, custom_objects=None):
+    """QKeras's ``clone_model``: same config, a copy of the weights (not compiled)."""
+    from .saving import clone_model as _clone
+    return _clone(model, custom_objects=custom_objects)

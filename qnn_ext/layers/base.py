@@ -6,8 +6,11 @@ needs; ``backward(grad)`` returns the input gradient and fills ``self.grads`` al
 ``self.trainable_weights`` (architecture.md "Autograd"). Calling a layer on a NumPy array runs
 it eagerly; calling it on a KerasTensor (from :func:`Input`) records a graph node instead.
 """
+import contextlib
 import itertools
+import math
 import re
+import threading
 
 import numpy as np
 
@@ -15,6 +18,35 @@ from ..variables import Variable
 
 F32 = np.float32
 _uids = {}
+_budget = threading.local()
+
+
+@contextlib.contextmanager
+def weight_budget(limit, error):
+    """While active in this thread, ``add_weight`` refuses (before allocating) to create more
+    than `limit` weight elements in all, raising ``error(message)``: a model built from file
+    data cannot exhaust memory with a hostile layer size."""
+    prev = getattr(_budget, "state", None)
+    _budget.state = {"left": int(limit), "limit": int(limit), "error": error}
+    try:
+        yield
+    finally:
+        _budget.state = prev
+
+
+def _charge_budget(layer, name, shape):
+    st = getattr(_budget, "state", None)
+    if st is None:
+        return
+    try:
+        n = math.prod(max(int(d), 0) for d in shape)
+    except (TypeError, ValueError, OverflowError):
+        return  # not a shape: the initializer's own check reports it
+    if n > st["left"]:
+        raise st["error"](f"layer '{layer.name}' asks for weight '{name}' of shape "
+                          f"{tuple(shape)}: more weight data than allowed ({st['limit']} "
+                          f"elements in all)")
+    st["left"] -= n
 
 
 def _unique_name(base):
@@ -77,6 +109,7 @@ class Layer:
     def add_weight(self, name, shape, initializer="zeros", trainable=True, constraint=None,
                    regularizer=None):
         from .. import initializers
+        _charge_budget(self, name, shape)
         init = initializers.get(initializer)
         value = np.asarray(init(tuple(shape), dtype="float32"), dtype=F32)
         if value.shape != tuple(shape):
