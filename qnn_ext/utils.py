@@ -1,7 +1,11 @@
 """QKeras's utilities (model tools arrive with the layers and model-file work)."""
 from .backend import set_random_seed
+from .qkeras_utils import (model_save_quantized_weights, extract_model_operations,  # noqa: F401
+                           print_qstats, get_model_sparsity, print_model_sparsity)
 
 __all__ = ["set_random_seed", "load_qmodel", "quantized_model_from_json", "clone_model"]
+__all__ += ["model_save_quantized_weights", "extract_model_operations", "print_qstats",
+            "get_model_sparsity", "print_model_sparsity"]
 
 
 def load_qmodel(filepath, custom_objects=None, compile=True):
