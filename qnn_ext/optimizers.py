@@ -53,28 +53,34 @@ def _check_positive(who, name, v):
         raise ValueError(f"{who}: {name} must be a positive number, got {v!r}")
 
 
-class ExponentialDecay(LearningRateSchedule):
-    """``initial_learning_rate * decay_rate ** (step / decay_steps)`` (integer division if
-    ``staircase``)."""
+class _RateDecay(LearningRateSchedule):
+    """What ExponentialDecay and InverseTimeDecay share: their arguments, config and the
+    (optionally floored) progress ``step / decay_steps``."""
 
     def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False, name=None):
-        _check_positive("ExponentialDecay", "decay_steps", decay_steps)
+        _check_positive(type(self).__name__, "decay_steps", decay_steps)
         self.initial_learning_rate = initial_learning_rate
         self.decay_steps = decay_steps
         self.decay_rate = decay_rate
         self.staircase = staircase
         self.name = name
 
-    def __call__(self, step):
+    def _progress(self, step):
         p = float(step) / float(self.decay_steps)
-        if self.staircase:
-            p = math.floor(p)
-        return float(_F32(self.initial_learning_rate) * _F32(self.decay_rate) ** _F32(p))
+        return math.floor(p) if self.staircase else p
 
     def get_config(self):
         return {"initial_learning_rate": self.initial_learning_rate,
                 "decay_steps": self.decay_steps, "decay_rate": self.decay_rate,
                 "staircase": self.staircase, "name": self.name}
+
+
+class ExponentialDecay(_RateDecay):
+    """``initial_learning_rate * decay_rate ** (step / decay_steps)`` (integer division if
+    ``staircase``)."""
+
+    def __call__(self, step):
+        return float(_F32(self.initial_learning_rate) * _F32(self.decay_rate) ** _F32(self._progress(step)))
 
 
 class PiecewiseConstantDecay(LearningRateSchedule):
@@ -100,29 +106,13 @@ class PiecewiseConstantDecay(LearningRateSchedule):
         return {"boundaries": self.boundaries, "values": self.values, "name": self.name}
 
 
-class InverseTimeDecay(LearningRateSchedule):
+class InverseTimeDecay(_RateDecay):
     """``initial_learning_rate / (1 + decay_rate * step / decay_steps)`` (floored ratio if
     ``staircase``)."""
 
-    def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False, name=None):
-        _check_positive("InverseTimeDecay", "decay_steps", decay_steps)
-        self.initial_learning_rate = initial_learning_rate
-        self.decay_steps = decay_steps
-        self.decay_rate = decay_rate
-        self.staircase = staircase
-        self.name = name
-
     def __call__(self, step):
-        p = float(step) / float(self.decay_steps)
-        if self.staircase:
-            p = math.floor(p)
-        denom = _F32(1.0) + _F32(self.decay_rate) * _F32(p)
+        denom = _F32(1.0) + _F32(self.decay_rate) * _F32(self._progress(step))
         return float(_F32(self.initial_learning_rate) / denom)
-
-    def get_config(self):
-        return {"initial_learning_rate": self.initial_learning_rate,
-                "decay_steps": self.decay_steps, "decay_rate": self.decay_rate,
-                "staircase": self.staircase, "name": self.name}
 
 
 class CosineDecay(LearningRateSchedule):
