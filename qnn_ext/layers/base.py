@@ -77,6 +77,13 @@ class KerasTensor:
         return f"<KerasTensor shape={self.shape} from '{self.layer.name if self.layer else None}'>"
 
 
+def positive_int(who, name, v):
+    """`v` as an int >= 1, or a ValueError naming the layer and the argument."""
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+        raise ValueError(f"{who}: {name} must be a positive int, got {v!r}")
+    return int(v)
+
+
 def _shape_str(shape):
     return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
 

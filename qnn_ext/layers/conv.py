@@ -5,9 +5,8 @@ import numpy as np
 
 from .. import _core
 from ..quantizers import get_quantizer
-from .base import Layer, _shape_str
-from .quant_utils import (QuantizedWeightsMixin, act_backward, act_config, act_forward,
-                          resolve_activation)
+from .base import Layer, _shape_str, positive_int
+from .quant_utils import QuantizedWeightsMixin, act_backward, act_config, act_forward
 
 
 def _tuple(v, n, what, who):
@@ -43,9 +42,7 @@ class _Conv(QuantizedWeightsMixin, Layer):
         who = f"{type(self).__name__} '{self.name}'"
         if data_format not in (None, "channels_last"):
             raise ValueError(f"{who}: only data_format='channels_last' is supported (NHWC), got {data_format!r}")
-        if isinstance(filters, bool) or not isinstance(filters, (int, np.integer)) or filters < 1:
-            raise ValueError(f"{who}: filters must be a positive int, got {filters!r}")
-        self.filters = int(filters)
+        self.filters = positive_int(who, "filters", filters)
         self.kernel_size = _tuple(kernel_size, self.rank, "kernel_size", who)
         self.strides = _tuple(strides, self.rank, "strides", who)
         self.dilation_rate = _tuple(dilation_rate, self.rank, "dilation_rate", who)
@@ -58,11 +55,8 @@ class _Conv(QuantizedWeightsMixin, Layer):
             raise ValueError(f"{who}: groups must be a positive int dividing filters ({filters}), got {groups!r}")
         self.groups = int(groups)
         self.data_format = "channels_last"
-        self.activation = resolve_activation(activation)
-        self._activation_config = activation
-        self.use_bias = use_bias
+        self._init_output(activation, use_bias, activity_regularizer)
         self.kernel_regularizer, self.bias_regularizer = kernel_regularizer, bias_regularizer
-        self.activity_regularizer = activity_regularizer
         self._init_quantizers(kernel_quantizer=kernel_quantizer, bias_quantizer=bias_quantizer,
                               kernel_initializer=kernel_initializer or self._default_kernel_initializer,
                               bias_initializer=bias_initializer, kernel_constraint=kernel_constraint,
@@ -236,14 +230,9 @@ class DepthwiseConv2D(QuantizedWeightsMixin, Layer):
                             name=self.name + "/_geometry")
         self.kernel_size, self.strides = self._conv.kernel_size, self._conv.strides
         self.padding, self.dilation_rate = self._conv.padding, self._conv.dilation_rate
-        if isinstance(depth_multiplier, bool) or not isinstance(depth_multiplier, (int, np.integer)) or depth_multiplier < 1:
-            raise ValueError(f"{who}: depth_multiplier must be a positive int, got {depth_multiplier!r}")
-        self.depth_multiplier = int(depth_multiplier)
-        self.activation = resolve_activation(activation)
-        self._activation_config = activation
-        self.use_bias = use_bias
+        self.depth_multiplier = positive_int(who, "depth_multiplier", depth_multiplier)
+        self._init_output(activation, use_bias, activity_regularizer)
         self.depthwise_regularizer, self.bias_regularizer = depthwise_regularizer, bias_regularizer
-        self.activity_regularizer = activity_regularizer
         self._init_quantizers(depthwise_quantizer=depthwise_quantizer, bias_quantizer=bias_quantizer,
                               depthwise_initializer=depthwise_initializer or self._default_initializer,
                               bias_initializer=bias_initializer, depthwise_constraint=depthwise_constraint,
@@ -324,14 +313,12 @@ class _SeparableConv(QuantizedWeightsMixin, Layer):
         self.kernel_size, self.strides = self._dw.kernel_size, self._dw.strides
         self.padding, self.dilation_rate = self._dw.padding, self._dw.dilation_rate
         self.depth_multiplier = int(depth_multiplier)
-        self.activation = resolve_activation(activation)
-        self._activation_config = activation
+        self._init_output(activation, use_bias, activity_regularizer)
         # applied between the depthwise and the pointwise convolution (QKeras README example)
         self.depthwise_activation = get_quantizer(depthwise_activation)
         self._dw_activation_config = depthwise_activation
-        self.use_bias = use_bias
         self.depthwise_regularizer, self.pointwise_regularizer = depthwise_regularizer, pointwise_regularizer
-        self.bias_regularizer, self.activity_regularizer = bias_regularizer, activity_regularizer
+        self.bias_regularizer = bias_regularizer
         self._init_quantizers(
             depthwise_quantizer=depthwise_quantizer, pointwise_quantizer=pointwise_quantizer,
             bias_quantizer=bias_quantizer, depthwise_initializer=depthwise_initializer,

@@ -3,10 +3,8 @@ quantizers: one code path (QKeras semantics, quantizers.md §4)."""
 import numpy as np
 
 from .. import _core, backend
-from ..quantizers import get_quantizer
-from .base import F32, Layer, _shape_str
-from .quant_utils import (QuantizedWeightsMixin, act_backward, act_config, act_forward,
-                          resolve_activation)
+from .base import F32, Layer, _shape_str, positive_int
+from .quant_utils import QuantizedWeightsMixin, act_config, act_forward, resolve_activation
 
 
 class Dense(QuantizedWeightsMixin, Layer):
@@ -20,14 +18,9 @@ class Dense(QuantizedWeightsMixin, Layer):
                  kernel_quantizer=None, bias_quantizer=None, kernel_range=None, bias_range=None,
                  **kwargs):
         super().__init__(**kwargs)
-        if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units < 1:
-            raise ValueError(f"{type(self).__name__} '{self.name}': units must be a positive int, got {units!r}")
-        self.units = int(units)
-        self.activation = resolve_activation(activation)
-        self._activation_config = activation
-        self.use_bias = use_bias
+        self.units = positive_int(f"{type(self).__name__} '{self.name}'", "units", units)
+        self._init_output(activation, use_bias, activity_regularizer)
         self.kernel_regularizer, self.bias_regularizer = kernel_regularizer, bias_regularizer
-        self.activity_regularizer = activity_regularizer
         self._init_quantizers(kernel_quantizer=kernel_quantizer, bias_quantizer=bias_quantizer,
                               kernel_initializer=kernel_initializer or self._default_kernel_initializer,
                               bias_initializer=bias_initializer, kernel_constraint=kernel_constraint,

@@ -4,7 +4,7 @@ import numpy as np
 from .. import _core
 from ..quantizers import get_quantizer
 from .base import Layer, _shape_str
-from .quant_utils import QuantizedWeightsMixin, act_backward, act_config, act_forward, serialize
+from .quant_utils import QuantizedWeightsMixin, act_config, act_forward, serialize
 
 F32 = np.float32
 

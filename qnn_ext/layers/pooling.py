@@ -6,7 +6,7 @@ from .. import _core
 from ..quantizers import get_quantizer
 from .base import Layer, _shape_str
 from .conv import _tuple, conv_out, same_padding
-from .quant_utils import act_backward, act_config, act_forward, serialize
+from .quant_utils import act_config, act_forward, serialize
 
 F32 = np.float32
 

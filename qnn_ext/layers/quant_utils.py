@@ -98,6 +98,14 @@ class QuantizedWeightsMixin:
 
     _kernel_type = ("kernel", "depthwise", "pointwise", "recurrent", "weight")
 
+    def _init_output(self, activation, use_bias, activity_regularizer):
+        """The output side every weight layer shares: its activation (a quantizer or Keras
+        activation, None = linear) as given and resolved, use_bias, activity_regularizer."""
+        self._activation_config = activation
+        self.activation = resolve_activation(activation)
+        self.use_bias = use_bias
+        self.activity_regularizer = activity_regularizer
+
     def _init_quantizers(self, **kw):
         from .. import constraints
         self._wspec = {}
