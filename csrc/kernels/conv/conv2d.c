@@ -29,20 +29,17 @@ typedef struct patch_ctx {
     size_t g;
 } patch_ctx;
 
-/* Forward orientation: rows are pixels, so each (pixel, kh, kw) is a contiguous Cg run of x. */
+/* Forward orientation: rows are pixels, so each (pixel, kh, kw) is a contiguous Cg run of x,
+ * copied straight into the packed row. */
 static void pack_patches(const void *vctx, size_t i0, size_t m, size_t k0, size_t kc, size_t mr,
                          float *dst) {
     const patch_ctx *ctx = vctx;
     const qnn_conv2d_shape *s = ctx->s;
-    const size_t Cg = s->C / s->groups;
+    const size_t Cg = s->C / s->groups, ld = QNN_SGEMM_KC;
     const size_t msl = (m + mr - 1) / mr * mr;
-    for (size_t i = 0; i < msl; i++) {
-        float *d = dst + (i / mr) * kc * mr + (i % mr);
-        if (i >= m) {
-            for (size_t k = 0; k < kc; k++) d[k * mr] = 0.0f;
-            continue;
-        }
-        const size_t p = i0 + i, ow = p % s->WO, oh = (p / s->WO) % s->HO, n = p / (s->WO * s->HO);
+    size_t p = i0, ow = p % s->WO, oh = (p / s->WO) % s->HO, n = p / (s->WO * s->HO);
+    for (size_t i = 0; i < m; i++) {
+        float *d = dst + i * ld;
         const idx ih0 = (idx)(oh * s->sh) - (idx)s->pt, iw0 = (idx)(ow * s->sw) - (idx)s->pl;
         const float *xn = ctx->x + n * s->H * s->W * s->C + ctx->g * Cg;
         size_t khw = k0 / Cg, ci = k0 % Cg, k = 0;
@@ -51,51 +48,50 @@ static void pack_patches(const void *vctx, size_t i0, size_t m, size_t k0, size_
             const idx ih = ih0 + (idx)((khw / s->KW) * s->dh), iw = iw0 + (idx)((khw % s->KW) * s->dw);
             if (ih >= 0 && ih < (idx)s->H && iw >= 0 && iw < (idx)s->W) {
                 const float *src = xn + ((size_t)ih * s->W + (size_t)iw) * s->C + ci;
-                for (size_t t = 0; t < seg; t++) d[(k + t) * mr] = src[t];
+                if (seg == 1) d[k] = *src;
+                else memcpy(d + k, src, seg * sizeof(float));
             } else {
-                for (size_t t = 0; t < seg; t++) d[(k + t) * mr] = 0.0f;
+                memset(d + k, 0, seg * sizeof(float));
             }
             k += seg;
             ci = 0;
             khw++;
         }
+        if (++ow == s->WO) {
+            ow = 0;
+            if (++oh == s->HO) { oh = 0; n++; }
+        }
     }
+    for (size_t i = m; i < msl; i++) memset(dst + i * ld, 0, kc * sizeof(float));
 }
 
-/* Filter-gradient orientation: the transposed patch matrix, rows k = (kh, kw, ci), columns are
+/* Filter-gradient orientation: the transposed patch matrix, rows r = (kh, kw, ci), columns are
  * pixels. */
 static void pack_patches_t(const void *vctx, size_t i0, size_t m, size_t k0, size_t kc, size_t mr,
                            float *dst) {
     const patch_ctx *ctx = vctx;
     const qnn_conv2d_shape *s = ctx->s;
-    const size_t Cg = s->C / s->groups;
-    idx offh[64], offw[64], offc[64]; /* mr <= 64 for every build */
-    for (size_t is = 0; is < m; is += mr, dst += kc * mr) {
-        const size_t mm = min_sz(mr, m - is);
-        for (size_t i = 0; i < mm; i++) {
-            const size_t r = i0 + is + i, khw = r / Cg;
-            offh[i] = (idx)((khw / s->KW) * s->dh);
-            offw[i] = (idx)((khw % s->KW) * s->dw);
-            offc[i] = (idx)(ctx->g * Cg + r % Cg);
-        }
+    const size_t Cg = s->C / s->groups, ld = QNN_SGEMM_KC;
+    const size_t msl = (m + mr - 1) / mr * mr;
+    for (size_t i = 0; i < m; i++) {
+        const size_t r = i0 + i, khw = r / Cg;
+        const idx offh = (idx)((khw / s->KW) * s->dh), offw = (idx)((khw % s->KW) * s->dw);
+        const size_t offc = ctx->g * Cg + r % Cg;
+        float *d = dst + i * ld;
         size_t p = k0, ow = p % s->WO, oh = (p / s->WO) % s->HO, n = p / (s->WO * s->HO);
         for (size_t k = 0; k < kc; k++) {
-            const idx ih0 = (idx)(oh * s->sh) - (idx)s->pt, iw0 = (idx)(ow * s->sw) - (idx)s->pl;
-            const float *xn = ctx->x + n * s->H * s->W * s->C;
-            float *d = dst + k * mr;
-            for (size_t i = 0; i < mm; i++) {
-                const idx ih = ih0 + offh[i], iw = iw0 + offw[i];
-                d[i] = (ih >= 0 && ih < (idx)s->H && iw >= 0 && iw < (idx)s->W)
-                           ? xn[((size_t)ih * s->W + (size_t)iw) * s->C + (size_t)offc[i]]
-                           : 0.0f;
-            }
-            for (size_t i = mm; i < mr; i++) d[i] = 0.0f;
+            const idx ih = (idx)(oh * s->sh) - (idx)s->pt + offh;
+            const idx iw = (idx)(ow * s->sw) - (idx)s->pl + offw;
+            d[k] = (ih >= 0 && ih < (idx)s->H && iw >= 0 && iw < (idx)s->W)
+                       ? ctx->x[((n * s->H + (size_t)ih) * s->W + (size_t)iw) * s->C + offc]
+                       : 0.0f;
             if (++ow == s->WO) {
                 ow = 0;
                 if (++oh == s->HO) { oh = 0; n++; }
             }
         }
     }
+    for (size_t i = m; i < msl; i++) memset(dst + i * ld, 0, kc * sizeof(float));
 }
 
 /* ------------------------------------------------------------ depthwise (Cg == 1) direct loops */

@@ -13,7 +13,15 @@
 
 #include "kernels/quant/quant.h" /* enum qnn_status, shared by every kernel family */
 
-/* Microkernel: acc = sum_k a[k*MR + i] * b[k*NR + j] over kc steps (packed, 64-byte aligned),
+/* Depth of a K slice and the row stride of a packed A sliver. A compile-time row stride lets the
+ * microkernels address all MR rows from one base register with constant displacements, and lets
+ * every A packer (strided views and im2col patches alike) copy contiguous runs of K. */
+#ifndef QNN_SGEMM_KC
+#define QNN_SGEMM_KC 256
+#endif
+
+/* Microkernel: acc = sum_k a[i*QNN_SGEMM_KC + k] * b[k*NR + j] over kc <= QNN_SGEMM_KC steps
+ * (packed, 64-byte aligned),
  * then C[i, j] = alpha*acc + beta*C[i, j] for i < m, j < n (beta == 0: C is not read, so NaN
  * garbage in an uninitialised output is overwritten as BLAS does). */
 typedef void (*qnn_sgemm_ukernel)(size_t kc, const float *a, const float *b, float *c,
@@ -30,7 +38,7 @@ void qnn_sgemm_ukernel_avx512(size_t, const float *, const float *, float *, siz
 #define QNN_SGEMM_NR_REF 8
 #define QNN_SGEMM_MR_AVX2 6
 #define QNN_SGEMM_NR_AVX2 16
-#define QNN_SGEMM_MR_AVX512 8
+#define QNN_SGEMM_MR_AVX512 14
 #define QNN_SGEMM_NR_AVX512 32
 
 /* A strided matrix view: element (i, j) is p[i*rs + j*cs]. */
@@ -39,9 +47,10 @@ typedef struct qnn_mat {
     ptrdiff_t rs, cs;
 } qnn_mat;
 
-/* Custom A packer: writes rows [i0, i0+m) x cols [k0, k0+kc) of op(A) as ceil(m/mr) slivers of
- * mr rows, each kc*mr floats laid out dst[k*mr + i], rows >= m zero-filled. Must be safe to call
- * from several threads at once (different dst). */
+/* Custom A packer: writes rows [i0, i0+m) x cols [k0, k0+kc) of op(A), row i at
+ * dst[i*QNN_SGEMM_KC + k] (slivers of mr rows are consecutive), and zero-fills the first kc
+ * entries of rows m .. round_up(m, mr)-1. Must be safe to call from several threads at once
+ * (different dst). */
 typedef struct qnn_apacker {
     void (*pack)(const void *ctx, size_t i0, size_t m, size_t k0, size_t kc, size_t mr,
                  float *dst);

@@ -20,11 +20,14 @@ static int thread_id(void) { return omp_get_thread_num(); }
 static int thread_id(void) { return 0; }
 #endif
 
-/* KC x NR of B (8-32 KB) stays in L1 beside an MR-row A sliver; MC x KC of A (~200 KB) in L2;
- * the KC x NC B panel (2 MB) streams from L3/DRAM once per MC block. MC and NC are multiples of
- * every build's MR and NR. */
-#define QNN_KC 256
-#define QNN_MC 192
+/* Cache blocking for a 48 KB L1D and 1 MB L2 (spec/performance.md §1): a KC x NR sliver of B
+ * (32 KB for NR = 32) stays in L1 while MR-row slivers of A stream from L2; the MC x KC block of A
+ * (<= QNN_A_BYTES) stays in L2 beside the C tiles; the KC x NC panel of B streams from L3 once per
+ * MC block. K is cut into equal slices so a remainder slice never runs at a short, slow depth. */
+#define QNN_KC QNN_SGEMM_KC
+#ifndef QNN_A_BYTES
+#define QNN_A_BYTES (384u * 1024u)
+#endif
 #define QNN_NC 2048
 
 static size_t min_sz(size_t a, size_t b) { return a < b ? a : b; }
@@ -34,25 +37,27 @@ static size_t round_up(size_t a, size_t m) { return (a + m - 1) / m * m; }
 static void pack_a_strided(const void *ctx, size_t i0, size_t m, size_t k0, size_t kc,
                            size_t mr, float *dst) {
     const qnn_mat *a = ctx;
-    for (size_t is = 0; is < m; is += mr, dst += kc * mr) {
-        const size_t mm = min_sz(mr, m - is);
-        const float *src = a->p + (ptrdiff_t)(i0 + is) * a->rs + (ptrdiff_t)k0 * a->cs;
-        if (a->rs == 1) { /* transposed A: each k is a contiguous run of rows */
+    const size_t ld = QNN_SGEMM_KC, mpad = round_up(m, mr);
+    const float *src = a->p + (ptrdiff_t)i0 * a->rs + (ptrdiff_t)k0 * a->cs;
+    if (a->cs == 1) {
+        for (size_t i = 0; i < m; i++) memcpy(dst + i * ld, src + (ptrdiff_t)i * a->rs, kc * sizeof(float));
+    } else if (a->rs == 1) {
+        /* Transposed A: each k is a contiguous run of rows; write it down a column of the
+         * L1-resident sliver in blocks of rows so reads stay sequential. */
+        for (size_t ib = 0; ib < m; ib += 16) {
+            const size_t ie = min_sz(m, ib + 16);
             for (size_t k = 0; k < kc; k++) {
                 const float *s = src + (ptrdiff_t)k * a->cs;
-                size_t i = 0;
-                for (; i < mm; i++) dst[k * mr + i] = s[i];
-                for (; i < mr; i++) dst[k * mr + i] = 0.0f;
+                for (size_t i = ib; i < ie; i++) dst[i * ld + k] = s[i];
             }
-        } else {
-            for (size_t i = 0; i < mm; i++) {
-                const float *s = src + (ptrdiff_t)i * a->rs;
-                for (size_t k = 0; k < kc; k++) dst[k * mr + i] = s[(ptrdiff_t)k * a->cs];
-            }
-            for (size_t i = mm; i < mr; i++)
-                for (size_t k = 0; k < kc; k++) dst[k * mr + i] = 0.0f;
+        }
+    } else {
+        for (size_t i = 0; i < m; i++) {
+            const float *s = src + (ptrdiff_t)i * a->rs;
+            for (size_t k = 0; k < kc; k++) dst[i * ld + k] = s[(ptrdiff_t)k * a->cs];
         }
     }
+    for (size_t i = m; i < mpad; i++) memset(dst + i * ld, 0, kc * sizeof(float));
 }
 
 /* One NR-wide sliver of B: rows [k0, k0+kc) x cols [j0, j0+nn), zero-padded to nr columns. */
@@ -100,13 +105,16 @@ int qnn_sgemm_ex(size_t M, size_t N, size_t K, float alpha, qnn_mat a, const qnn
     }
     if (nt < 1) nt = 1;
 
+    const size_t n_kc = (K + QNN_KC - 1) / QNN_KC;
+    const size_t kcb = min_sz(round_up((K + n_kc - 1) / n_kc, 4), K);
     /* Row blocks: MC, or smaller so that a short M still gives every thread a block. */
-    size_t mcb = min_sz(QNN_MC, round_up(M, mr));
+    const size_t mc_max = QNN_A_BYTES / (QNN_KC * sizeof(float)) / mr * mr;
+    size_t mcb = min_sz(mc_max > mr ? mc_max : mr, round_up(M, mr));
     if (nt > 1 && (M + mcb - 1) / mcb < (size_t)nt)
         mcb = round_up((M + (size_t)nt - 1) / (size_t)nt, mr);
     const size_t n_mb = (M + mcb - 1) / mcb;
-    const size_t kcmax = min_sz(K, QNN_KC), ncmax = min_sz(round_up(N, nr), QNN_NC);
-    const size_t astride = round_up(mcb * kcmax, QNN_ALIGN / sizeof(float));
+    const size_t kcmax = kcb, ncmax = min_sz(round_up(N, nr), QNN_NC);
+    const size_t astride = round_up(mcb, mr) * QNN_KC;
 
     /* Per-call allocation: ~2 MB of B panel + 200 KB of A per thread. A persistent workspace
      * (first touch costs ~3 ms/MB here, performance.md §7) is left to the tuning issue. */
@@ -129,8 +137,8 @@ int qnn_sgemm_ex(size_t M, size_t N, size_t K, float alpha, qnn_mat a, const qnn
             if (n_jb > n_sl) n_jb = n_sl;
             const size_t sl_per_jb = (n_sl + n_jb - 1) / n_jb;
             const long n_items = (long)(n_mb * n_jb);
-            for (size_t pc = 0; pc < K; pc += QNN_KC) {
-                const size_t kc = min_sz(QNN_KC, K - pc);
+            for (size_t pc = 0; pc < K; pc += kcb) {
+                const size_t kc = min_sz(kcb, K - pc);
                 const float bt = pc == 0 ? beta : 1.0f;
 #pragma omp for schedule(static)
                 for (long s = 0; s < (long)n_sl; s++) {
@@ -151,7 +159,7 @@ int qnn_sgemm_ex(size_t M, size_t N, size_t K, float alpha, qnn_mat a, const qnn
                         const size_t j0 = s * nr, nn = min_sz(nr, nc - j0);
                         for (size_t ir = 0; ir < mc; ir += mr) {
                             const size_t mm = min_sz(mr, mc - ir);
-                            uk(kc, my_a + ir * kc, bbuf + j0 * kc, c + (i0 + ir) * ldc + jc + j0,
+                            uk(kc, my_a + ir * QNN_KC, bbuf + j0 * kc, c + (i0 + ir) * ldc + jc + j0,
                                ldc, mm, nn, alpha, bt);
                         }
                     }

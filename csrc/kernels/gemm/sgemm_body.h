@@ -17,11 +17,10 @@ void QNN_FN(qnn_sgemm_ukernel)(size_t kc, const float *a, const float *b, float 
     for (int i = 0; i < QNN_MR; i++)
         for (int j = 0; j < QNN_NR; j++) acc[i][j] = 0.0f;
     for (size_t k = 0; k < kc; k++) {
-        const float *restrict ak = pa + k * QNN_MR;
         const float *restrict bk = pb + k * QNN_NR;
 #pragma GCC unroll 16
         for (int i = 0; i < QNN_MR; i++) {
-            const float ai = ak[i];
+            const float ai = pa[i * QNN_SGEMM_KC + k];
             for (int j = 0; j < QNN_NR; j++) acc[i][j] += ai * bk[j];
         }
     }
