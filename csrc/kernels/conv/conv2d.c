@@ -65,33 +65,37 @@ static void pack_patches(const void *vctx, size_t i0, size_t m, size_t k0, size_
     for (size_t i = m; i < msl; i++) memset(dst + i * ld, 0, kc * sizeof(float));
 }
 
-/* Filter-gradient orientation: the transposed patch matrix, rows r = (kh, kw, ci), columns are
- * pixels. */
-static void pack_patches_t(const void *vctx, size_t i0, size_t m, size_t k0, size_t kc, size_t mr,
-                           float *dst) {
+/* Filter-gradient orientation: the patch matrix as the B operand of dW^T = dy^T @ patches
+ * (rows are pixels, columns r = (kh, kw, ci)), so each packed row is again a few contiguous Cg
+ * runs of x. */
+static void pack_patches_b(const void *vctx, size_t k0, size_t kc, size_t j0, size_t nn,
+                           size_t nr, float *dst) {
     const patch_ctx *ctx = vctx;
     const qnn_conv2d_shape *s = ctx->s;
-    const size_t Cg = s->C / s->groups, ld = QNN_SGEMM_KC;
-    const size_t msl = (m + mr - 1) / mr * mr;
-    for (size_t i = 0; i < m; i++) {
-        const size_t r = i0 + i, khw = r / Cg;
-        const idx offh = (idx)((khw / s->KW) * s->dh), offw = (idx)((khw % s->KW) * s->dw);
-        const size_t offc = ctx->g * Cg + r % Cg;
-        float *d = dst + i * ld;
-        size_t p = k0, ow = p % s->WO, oh = (p / s->WO) % s->HO, n = p / (s->WO * s->HO);
-        for (size_t k = 0; k < kc; k++) {
-            const idx ih = (idx)(oh * s->sh) - (idx)s->pt + offh;
-            const idx iw = (idx)(ow * s->sw) - (idx)s->pl + offw;
-            d[k] = (ih >= 0 && ih < (idx)s->H && iw >= 0 && iw < (idx)s->W)
-                       ? ctx->x[((n * s->H + (size_t)ih) * s->W + (size_t)iw) * s->C + offc]
-                       : 0.0f;
-            if (++ow == s->WO) {
-                ow = 0;
-                if (++oh == s->HO) { oh = 0; n++; }
-            }
+    const size_t Cg = s->C / s->groups;
+    size_t p = k0, ow = p % s->WO, oh = (p / s->WO) % s->HO, n = p / (s->WO * s->HO);
+    for (size_t k = 0; k < kc; k++) {
+        float *d = dst + k * nr;
+        const idx ih0 = (idx)(oh * s->sh) - (idx)s->pt, iw0 = (idx)(ow * s->sw) - (idx)s->pl;
+        const float *xn = ctx->x + n * s->H * s->W * s->C + ctx->g * Cg;
+        size_t khw = j0 / Cg, ci = j0 % Cg, j = 0;
+        while (j < nn) {
+            const size_t seg = min_sz(Cg - ci, nn - j);
+            const idx ih = ih0 + (idx)((khw / s->KW) * s->dh), iw = iw0 + (idx)((khw % s->KW) * s->dw);
+            if (ih >= 0 && ih < (idx)s->H && iw >= 0 && iw < (idx)s->W)
+                memcpy(d + j, xn + ((size_t)ih * s->W + (size_t)iw) * s->C + ci, seg * sizeof(float));
+            else
+                memset(d + j, 0, seg * sizeof(float));
+            j += seg;
+            ci = 0;
+            khw++;
+        }
+        for (; j < nr; j++) d[j] = 0.0f;
+        if (++ow == s->WO) {
+            ow = 0;
+            if (++oh == s->HO) { oh = 0; n++; }
         }
     }
-    for (size_t i = m; i < msl; i++) memset(dst + i * ld, 0, kc * sizeof(float));
 }
 
 /* ------------------------------------------------------------ depthwise (Cg == 1) direct loops */
@@ -223,7 +227,7 @@ int qnn_conv2d_forward(const qnn_conv2d_shape *s, const float *x, const float *w
         const qnn_apacker ap = {pack_patches, &ctx};
         const qnn_mat none = {NULL, 0, 0};
         const qnn_mat b = {w + g * COg, (idx)s->CO, 1};
-        const int rc = qnn_sgemm_ex(M, COg, K, 1.0f, none, &ap, b, 0.0f, y + g * COg, s->CO, 0);
+        const int rc = qnn_sgemm_ex(M, COg, K, 1.0f, none, &ap, b, NULL, 0.0f, y + g * COg, s->CO, 0);
         if (rc) return rc;
     }
     return QNN_OK;
@@ -261,11 +265,41 @@ static void col2im_gather(const qnn_conv2d_shape *s, size_t g, size_t n0, size_t
     }
 }
 
+/* Stride 1: dx is the forward convolution of dy with the spatially flipped, transposed kernel
+ * (dx[ih] gathers dy[ih + pt - kh*dh], i.e. tap KH-1-kh at padding dh*(KH-1) - pt), so it runs on
+ * the forward's implicit-im2col GEMM with no column buffer and no scatter. */
+static int backward_input_flipped(const qnn_conv2d_shape *s, const float *dy, const float *w,
+                                  float *dx) {
+    const size_t Cg = s->C / s->groups, COg = s->CO / s->groups, taps = s->KH * s->KW;
+    qnn_conv2d_shape t = *s;
+    t.H = s->HO; t.W = s->WO; t.C = s->CO; t.CO = s->C;
+    t.pt = s->dh * (s->KH - 1) - s->pt; t.pl = s->dw * (s->KW - 1) - s->pl;
+    t.pb = s->dh * (s->KH - 1) - s->pb; t.pr = s->dw * (s->KW - 1) - s->pr;
+    t.HO = s->H; t.WO = s->W;
+    /* wt[kh', kw', j, g*Cg + ci] = w[KH-1-kh', KW-1-kw', ci, g*COg + j] */
+    float *wt = qnn_aligned_alloc(taps * COg * s->C * sizeof(float) + 1);
+    if (!wt) return QNN_ENOMEM;
+    for (size_t tap = 0; tap < taps; tap++) {
+        const float *src = w + (taps - 1 - tap) * Cg * s->CO;
+        float *d = wt + tap * COg * s->C;
+        for (size_t g = 0; g < s->groups; g++)
+            for (size_t ci = 0; ci < Cg; ci++)
+                for (size_t j = 0; j < COg; j++)
+                    d[j * s->C + g * Cg + ci] = src[ci * s->CO + g * COg + j];
+    }
+    const int rc = qnn_conv2d_forward(&t, dy, wt, dx);
+    qnn_aligned_free(wt);
+    return rc;
+}
+
 int qnn_conv2d_backward_input(const qnn_conv2d_shape *s, const float *dy, const float *w,
                               float *dx) {
     const size_t Cg = s->C / s->groups, COg = s->CO / s->groups;
     if (s->N == 0) return QNN_OK;
     if (Cg == 1 && s->groups > 1) { dw_backward_input(s, dy, w, dx); return QNN_OK; }
+    if (s->sh == 1 && s->sw == 1 && s->pt <= s->dh * (s->KH - 1) && s->pb <= s->dh * (s->KH - 1) &&
+        s->pl <= s->dw * (s->KW - 1) && s->pr <= s->dw * (s->KW - 1))
+        return backward_input_flipped(s, dy, w, dx);
     const size_t ldcol = s->KH * s->KW * Cg, per_img = s->HO * s->WO * ldcol;
     /* Column buffer for a chunk of images, ~8 MB at most (at least one image); allocated per
      * call for now. */
@@ -279,7 +313,7 @@ int qnn_conv2d_backward_input(const qnn_conv2d_shape *s, const float *dy, const 
             /* dcol = dy_g @ w_g^T: w_g^T(j, k) = w[k*CO + g*COg + j]. */
             const qnn_mat a = {dy + n0 * s->HO * s->WO * s->CO + g * COg, (idx)s->CO, 1};
             const qnn_mat b = {w + g * COg, 1, (idx)s->CO};
-            const int rc = qnn_sgemm_ex(M, ldcol, COg, 1.0f, a, NULL, b, 0.0f, dcol, ldcol, 0);
+            const int rc = qnn_sgemm_ex(M, ldcol, COg, 1.0f, a, NULL, b, NULL, 0.0f, dcol, ldcol, 0);
             if (rc) { qnn_aligned_free(dcol); return rc; }
             col2im_gather(s, g, n0, cnt, dcol, dx);
         }
@@ -292,15 +326,23 @@ int qnn_conv2d_backward_filter(const qnn_conv2d_shape *s, const float *x, const 
                                float *dw) {
     const size_t Cg = s->C / s->groups, COg = s->CO / s->groups;
     if (Cg == 1 && s->groups > 1) return dw_backward_filter(s, x, dy, dw);
-    const size_t M = s->KH * s->KW * Cg, K = s->N * s->HO * s->WO;
+    /* dW_g^T (COg x KH*KW*Cg) = dy_g^T @ patches_g, reduced over the N*HO*WO pixels: dy^T packs
+     * as transposed A (contiguous channel runs per pixel) and the patches as B rows (contiguous
+     * Cg runs), then the small result is transposed into the HWIO kernel. */
+    const size_t Kp = s->KH * s->KW * Cg, P = s->N * s->HO * s->WO;
+    float *dwt = qnn_aligned_alloc(COg * Kp * sizeof(float) + 1);
+    if (!dwt) return QNN_ENOMEM;
     for (size_t g = 0; g < s->groups; g++) {
         const patch_ctx ctx = {s, x, g};
-        const qnn_apacker ap = {pack_patches_t, &ctx};
+        const qnn_bpacker bp = {pack_patches_b, &ctx};
+        const qnn_mat a = {dy + g * COg, 1, (idx)s->CO};
         const qnn_mat none = {NULL, 0, 0};
-        const qnn_mat b = {dy + g * COg, (idx)s->CO, 1};
-        const int rc = qnn_sgemm_ex(M, COg, K, 1.0f, none, &ap, b, 0.0f, dw + g * COg, s->CO, 0);
-        if (rc) return rc;
+        const int rc = qnn_sgemm_ex(COg, Kp, P, 1.0f, a, NULL, none, &bp, 0.0f, dwt, Kp, 0);
+        if (rc) { qnn_aligned_free(dwt); return rc; }
+        for (size_t r = 0; r < Kp; r++)
+            for (size_t j = 0; j < COg; j++) dw[r * s->CO + g * COg + j] = dwt[j * Kp + r];
     }
+    qnn_aligned_free(dwt);
     return QNN_OK;
 }
 

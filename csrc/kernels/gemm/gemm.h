@@ -57,12 +57,21 @@ typedef struct qnn_apacker {
     const void *ctx;
 } qnn_apacker;
 
+/* Custom B packer: writes rows [k0, k0+kc) x cols [j0, j0+nn) of B as dst[k*nr + j], columns
+ * nn .. nr-1 zero-filled. Thread-safe like the A packer. */
+typedef struct qnn_bpacker {
+    void (*pack)(const void *ctx, size_t k0, size_t kc, size_t j0, size_t nn, size_t nr,
+                 float *dst);
+    const void *ctx;
+} qnn_bpacker;
+
 /* C (M x N, row stride ldc, unit column stride) = alpha * A @ B + beta * C. A is M x K (either a
- * strided view `a` or produced by `ap` when ap != NULL), B is K x N. `nthreads` caps the OpenMP
+ * strided view `a` or produced by `ap` when ap != NULL), B is K x N (a strided view `b`, or
+ * produced by `bp` when bp != NULL). `nthreads` caps the OpenMP
  * team (<= 0: the runtime's rule from the amount of work). Returns QNN_OK or QNN_ENOMEM.
  * Allocates its packing buffers per call (a persistent workspace is a later issue's work). */
 int qnn_sgemm_ex(size_t M, size_t N, size_t K, float alpha, qnn_mat a, const qnn_apacker *ap,
-                 qnn_mat b, float beta, float *c, size_t ldc, int nthreads);
+                 qnn_mat b, const qnn_bpacker *bp, float beta, float *c, size_t ldc, int nthreads);
 
 /* BLAS-like row-major entry: op(A) = A (M x K, lda) or A^T (A stored K x M, lda). */
 int qnn_sgemm(int trans_a, int trans_b, size_t M, size_t N, size_t K, float alpha,

@@ -61,8 +61,9 @@ static void pack_a_strided(const void *ctx, size_t i0, size_t m, size_t k0, size
 }
 
 /* One NR-wide sliver of B: rows [k0, k0+kc) x cols [j0, j0+nn), zero-padded to nr columns. */
-static void pack_b_sliver(const qnn_mat *b, size_t k0, size_t kc, size_t j0, size_t nn,
-                          size_t nr, float *dst) {
+static void pack_b_strided(const void *ctx, size_t k0, size_t kc, size_t j0, size_t nn,
+                           size_t nr, float *dst) {
+    const qnn_mat *b = ctx;
     const float *src = b->p + (ptrdiff_t)k0 * b->rs + (ptrdiff_t)j0 * b->cs;
     if (b->cs == 1) {
         for (size_t k = 0; k < kc; k++) {
@@ -89,13 +90,15 @@ static void scale_c(size_t M, size_t N, float beta, float *c, size_t ldc) {
 }
 
 int qnn_sgemm_ex(size_t M, size_t N, size_t K, float alpha, qnn_mat a, const qnn_apacker *ap,
-                 qnn_mat b, float beta, float *c, size_t ldc, int nthreads) {
+                 qnn_mat b, const qnn_bpacker *bp, float beta, float *c, size_t ldc, int nthreads) {
     if (M == 0 || N == 0) return QNN_OK;
     if (K == 0 || alpha == 0.0f) { scale_c(M, N, beta, c, ldc); return QNN_OK; }
     const qnn_sgemm_ukernel uk = qnn_dispatch_table.sgemm;
     const size_t mr = (size_t)qnn_dispatch_table.sgemm_mr, nr = (size_t)qnn_dispatch_table.sgemm_nr;
     qnn_apacker dflt = {pack_a_strided, &a};
     if (!ap) ap = &dflt;
+    qnn_bpacker bdflt = {pack_b_strided, &b};
+    if (!bp) bp = &bdflt;
 
     int nt = nthreads;
     if (nt <= 0) {
@@ -143,7 +146,7 @@ int qnn_sgemm_ex(size_t M, size_t N, size_t K, float alpha, qnn_mat a, const qnn
 #pragma omp for schedule(static)
                 for (long s = 0; s < (long)n_sl; s++) {
                     const size_t j0 = (size_t)s * nr;
-                    pack_b_sliver(&b, pc, kc, jc + j0, min_sz(nr, nc - j0), nr, bbuf + j0 * kc);
+                    bp->pack(bp->ctx, pc, kc, jc + j0, min_sz(nr, nc - j0), nr, bbuf + j0 * kc);
                 }
                 size_t packed_ib = (size_t)-1;
 #pragma omp for schedule(static)
@@ -177,5 +180,5 @@ int qnn_sgemm(int trans_a, int trans_b, size_t M, size_t N, size_t K, float alph
               size_t ldc) {
     const qnn_mat am = trans_a ? (qnn_mat){a, 1, (ptrdiff_t)lda} : (qnn_mat){a, (ptrdiff_t)lda, 1};
     const qnn_mat bm = trans_b ? (qnn_mat){b, 1, (ptrdiff_t)ldb} : (qnn_mat){b, (ptrdiff_t)ldb, 1};
-    return qnn_sgemm_ex(M, N, K, alpha, am, NULL, bm, beta, c, ldc, 0);
+    return qnn_sgemm_ex(M, N, K, alpha, am, NULL, bm, NULL, beta, c, ldc, 0);
 }
