@@ -98,6 +98,46 @@ static void pack_patches_b(const void *vctx, size_t k0, size_t kc, size_t j0, si
     }
 }
 
+/* The same patch matrix transposed, as the A operand of dW = patches^T @ dy (rows r = (kh, kw, ci),
+ * columns are pixels); for thin kernels (KH*KW*Cg below Cout) this orientation wastes less of the
+ * register tile. Along one output row, pixel k reads x at a fixed stride, so each row of the
+ * packed sliver is filled in runs of constant (n, oh). */
+static void pack_patches_t(const void *vctx, size_t i0, size_t m, size_t k0, size_t kc, size_t mr,
+                           float *dst) {
+    const patch_ctx *ctx = vctx;
+    const qnn_conv2d_shape *s = ctx->s;
+    const size_t Cg = s->C / s->groups, ld = QNN_SGEMM_KC;
+    const size_t msl = (m + mr - 1) / mr * mr;
+    for (size_t i = 0; i < m; i++) {
+        const size_t r = i0 + i, khw = r / Cg;
+        const idx offh = (idx)((khw / s->KW) * s->dh) - (idx)s->pt;
+        const idx offw = (idx)((khw % s->KW) * s->dw) - (idx)s->pl;
+        const size_t offc = ctx->g * Cg + r % Cg;
+        float *d = dst + i * ld;
+        size_t p = k0, ow = p % s->WO, oh = (p / s->WO) % s->HO, n = p / (s->WO * s->HO);
+        for (size_t k = 0; k < kc;) {
+            const size_t run = min_sz(s->WO - ow, kc - k);
+            const idx ih = (idx)(oh * s->sh) + offh;
+            if (ih < 0 || ih >= (idx)s->H) {
+                memset(d + k, 0, run * sizeof(float));
+            } else {
+                const float *xr = ctx->x + ((n * s->H + (size_t)ih) * s->W) * s->C + offc;
+                for (size_t t = 0; t < run; t++) {
+                    const idx iw = (idx)((ow + t) * s->sw) + offw;
+                    d[k + t] = (iw >= 0 && iw < (idx)s->W) ? xr[(size_t)iw * s->C] : 0.0f;
+                }
+            }
+            k += run;
+            ow += run;
+            if (ow == s->WO) {
+                ow = 0;
+                if (++oh == s->HO) { oh = 0; n++; }
+            }
+        }
+    }
+    for (size_t i = m; i < msl; i++) memset(dst + i * ld, 0, kc * sizeof(float));
+}
+
 /* ------------------------------------------------------------ depthwise (Cg == 1) direct loops */
 
 static int dw_threads(const qnn_conv2d_shape *s, size_t units) {
@@ -330,6 +370,18 @@ int qnn_conv2d_backward_filter(const qnn_conv2d_shape *s, const float *x, const 
      * as transposed A (contiguous channel runs per pixel) and the patches as B rows (contiguous
      * Cg runs), then the small result is transposed into the HWIO kernel. */
     const size_t Kp = s->KH * s->KW * Cg, P = s->N * s->HO * s->WO;
+    if (Kp < COg) {
+        for (size_t g = 0; g < s->groups; g++) {
+            const patch_ctx ctx = {s, x, g};
+            const qnn_apacker ap = {pack_patches_t, &ctx};
+            const qnn_mat none = {NULL, 0, 0};
+            const qnn_mat b = {dy + g * COg, (idx)s->CO, 1};
+            const int rc =
+                qnn_sgemm_ex(Kp, COg, P, 1.0f, none, &ap, b, NULL, 0.0f, dw + g * COg, s->CO, 0);
+            if (rc) return rc;
+        }
+        return QNN_OK;
+    }
     float *dwt = qnn_aligned_alloc(COg * Kp * sizeof(float) + 1);
     if (!dwt) return QNN_ENOMEM;
     for (size_t g = 0; g < s->groups; g++) {

@@ -89,6 +89,68 @@ static void scale_c(size_t M, size_t N, float beta, float *c, size_t ldc) {
     }
 }
 
+/* Packers over a K range [koff, ...) of another packer, for the split-K slices. */
+typedef struct shifted_a { const qnn_apacker *ap; size_t koff; } shifted_a;
+typedef struct shifted_b { const qnn_bpacker *bp; size_t koff; } shifted_b;
+
+static void pack_a_shifted(const void *ctx, size_t i0, size_t m, size_t k0, size_t kc, size_t mr,
+                           float *dst) {
+    const shifted_a *s = ctx;
+    s->ap->pack(s->ap->ctx, i0, m, s->koff + k0, kc, mr, dst);
+}
+
+static void pack_b_shifted(const void *ctx, size_t k0, size_t kc, size_t j0, size_t nn, size_t nr,
+                           float *dst) {
+    const shifted_b *s = ctx;
+    s->bp->pack(s->bp->ctx, s->koff + k0, kc, j0, nn, nr, dst);
+}
+
+/* Split-K: each thread reduces its own contiguous share of K into a private C (thread 0 straight
+ * into C with beta), then the partials are added in thread order. Used when M x N offers too few
+ * register tiles to share out but K is long (filter gradients: K = batch x pixels), where a
+ * split over tiles would repack the same A block on every thread and meet at a barrier for every
+ * K slice. The summation order depends on the thread count only through the K split. */
+static int sgemm_split_k(size_t M, size_t N, size_t K, float alpha, const qnn_apacker *ap,
+                         const qnn_bpacker *bp, float beta, float *c, size_t ldc, int nt) {
+    float *part = qnn_aligned_alloc((size_t)(nt - 1) * M * N * sizeof(float));
+    if (!part) return QNN_ENOMEM;
+    int rc = QNN_OK;
+#pragma omp parallel num_threads(nt)
+    {
+        const size_t t = (size_t)thread_id();
+        /* Slice boundaries on multiples of the K slice keep every thread's slices full depth. */
+        const size_t nsl = (K + QNN_KC - 1) / QNN_KC;
+        const size_t k0 = min_sz(K, nsl * t / (size_t)nt * QNN_KC);
+        const size_t k1 = min_sz(K, nsl * (t + 1) / (size_t)nt * QNN_KC);
+        const shifted_a sa = {ap, k0};
+        const shifted_b sb = {bp, k0};
+        const qnn_apacker a1 = {pack_a_shifted, &sa};
+        const qnn_bpacker b1 = {pack_b_shifted, &sb};
+        const qnn_mat none = {NULL, 0, 0};
+        int r;
+        if (t == 0)
+            r = qnn_sgemm_ex(M, N, k1 - k0, alpha, none, &a1, none, &b1, beta, c, ldc, 1);
+        else
+            r = qnn_sgemm_ex(M, N, k1 - k0, alpha, none, &a1, none, &b1, 0.0f,
+                             part + (t - 1) * M * N, N, 1);
+        if (r) {
+#pragma omp atomic write
+            rc = r;
+        }
+#pragma omp barrier
+#pragma omp for schedule(static)
+        for (long i = 0; i < (long)M; i++) {
+            float *ci = c + (size_t)i * ldc;
+            for (int u = 1; u < nt; u++) {
+                const float *pi = part + ((size_t)(u - 1) * M + (size_t)i) * N;
+                for (size_t j = 0; j < N; j++) ci[j] += pi[j];
+            }
+        }
+    }
+    qnn_aligned_free(part);
+    return rc;
+}
+
 int qnn_sgemm_ex(size_t M, size_t N, size_t K, float alpha, qnn_mat a, const qnn_apacker *ap,
                  qnn_mat b, const qnn_bpacker *bp, float beta, float *c, size_t ldc, int nthreads) {
     if (M == 0 || N == 0) return QNN_OK;
@@ -107,6 +169,12 @@ int qnn_sgemm_ex(size_t M, size_t N, size_t K, float alpha, qnn_mat a, const qnn
         nt = qnn_threads_for(work > 1e18 ? (size_t)1 << 60 : (size_t)work);
     }
     if (nt < 1) nt = 1;
+    {
+        const size_t tiles = ((M + mr - 1) / mr) * ((N + nr - 1) / nr);
+        if (nt > 1 && tiles < (size_t)nt * 64 && K >= (size_t)nt * 2 * QNN_KC &&
+            M * N <= ((size_t)1 << 20))
+            return sgemm_split_k(M, N, K, alpha, ap, bp, beta, c, ldc, nt);
+    }
 
     const size_t n_kc = (K + QNN_KC - 1) / QNN_KC;
     const size_t kcb = min_sz(round_up((K + n_kc - 1) / n_kc, 4), K);
