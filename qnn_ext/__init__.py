@@ -5,7 +5,17 @@
     y = q(x)                     # float32 NumPy array, QKeras's values bit for bit
     dx = q.gradient(x, dy)       # straight-through estimator
 """
-from . import _core
+import os as _os
+
+# libgomp's default wait policy spins for a while at every barrier. When the cores are shared
+# with other busy processes (a second notebook, another OpenMP program), spinning threads burn
+# the time slices their descheduled partners need: a 20 ms filter gradient took 500-700 ms on
+# this project's 2-core VM. Sleeping waiters cost ~20 us per parallel region instead of ~3 us,
+# which our kernels (threaded only above ~100 us of work) absorb. Set OMP_WAIT_POLICY=active
+# before importing qnn_ext to override; libgomp reads it once, when it is loaded.
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from . import _core  # noqa: E402
 from . import backend, quantizers, utils
 from .quantizers import *  # noqa: F401,F403  (QKeras's flat namespace)
 from .quantizers import __all__ as _quantizer_names

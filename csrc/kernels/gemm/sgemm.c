@@ -1,15 +1,12 @@
 /* sgemm driver: packing, cache blocking and the OpenMP split around the dispatched microkernel.
- *
- * Loop order (Goto/BLIS): jc over NC-wide column panels, pc over KC-deep slices (B panel packed
- * once per slice and shared by the team), then a parallel loop over (MC row block, column chunk)
- * items; each thread packs its own A block (reused while its consecutive items share the row
- * block) and runs the MR x NR microkernel over the block. The first K slice applies beta, the
- * later ones accumulate, so no thread ever reduces into another's output. */
+ * The first K slice applies beta, the later ones accumulate, so within one product no thread
+ * ever reduces into another's output (split-K adds its partials after a barrier). */
 #include "kernels/gemm/gemm.h"
 
 #include <string.h>
 
 #include "runtime/dispatch.h"
+#include "runtime/fpenv.h"
 #include "runtime/threads.h"
 #include "runtime/workspace.h"
 
@@ -89,6 +86,102 @@ static void scale_c(size_t M, size_t N, float beta, float *c, size_t ldc) {
     }
 }
 
+/* One GEMM's blocking plan and buffers; gemm_run() executes it as thread `tid` of `nt`. */
+typedef struct gemm_job {
+    size_t M, N, K, kcb, mcb, n_mb, astride;
+    float alpha, beta;
+    const qnn_apacker *ap;
+    const qnn_bpacker *bp;
+    float *c, *abuf, *bbuf;
+    size_t ldc;
+} gemm_job;
+
+static size_t share(size_t n, int t, int nt) { return n * (size_t)t / (size_t)nt; }
+
+/* Loop order (Goto/BLIS): jc over NC-wide column panels, pc over K slices (the B panel packed
+ * once per slice, shared by the team), then the (row block, column chunk) items split statically
+ * between threads; each thread packs its own A block, reused while consecutive items share the
+ * row block. Explicit partitions and barriers (not worksharing constructs) let the split-K path
+ * run the same code single-threaded inside its own parallel region. Runs with FTZ/DAZ, as TF's
+ * kernels do: subnormal operands made a filter gradient 6x slower. */
+static void gemm_run(const gemm_job *j, int tid, int nt) {
+    const qnn_sgemm_ukernel uk = qnn_dispatch_table.sgemm;
+    const size_t mr = (size_t)qnn_dispatch_table.sgemm_mr, nr = (size_t)qnn_dispatch_table.sgemm_nr;
+    const qnn_fpenv env = qnn_fpenv_flush_begin();
+    float *my_a = j->abuf + (size_t)tid * j->astride;
+    for (size_t jc = 0; jc < j->N; jc += QNN_NC) {
+        const size_t nc = min_sz(QNN_NC, j->N - jc);
+        const size_t n_sl = (nc + nr - 1) / nr;
+        /* Column chunks per row block: enough items to occupy the team when M is short. */
+        size_t n_jb = j->n_mb >= (size_t)nt ? 1 : ((size_t)nt + j->n_mb - 1) / j->n_mb;
+        if (n_jb > n_sl) n_jb = n_sl;
+        const size_t sl_per_jb = (n_sl + n_jb - 1) / n_jb;
+        const size_t n_items = j->n_mb * n_jb;
+        for (size_t pc = 0; pc < j->K; pc += j->kcb) {
+            const size_t kc = min_sz(j->kcb, j->K - pc);
+            const float bt = pc == 0 ? j->beta : 1.0f;
+            for (size_t sl = share(n_sl, tid, nt); sl < share(n_sl, tid + 1, nt); sl++) {
+                const size_t j0 = sl * nr;
+                j->bp->pack(j->bp->ctx, pc, kc, jc + j0, min_sz(nr, nc - j0), nr, j->bbuf + j0 * kc);
+            }
+            if (nt > 1) {
+#pragma omp barrier
+            }
+            size_t packed_ib = (size_t)-1;
+            for (size_t it = share(n_items, tid, nt); it < share(n_items, tid + 1, nt); it++) {
+                const size_t ib = it / n_jb, jb = it % n_jb;
+                const size_t i0 = ib * j->mcb, mc = min_sz(j->mcb, j->M - i0);
+                if (ib != packed_ib) {
+                    j->ap->pack(j->ap->ctx, i0, mc, pc, kc, mr, my_a);
+                    packed_ib = ib;
+                }
+                const size_t s0 = jb * sl_per_jb, s1 = min_sz(n_sl, s0 + sl_per_jb);
+                for (size_t sl = s0; sl < s1; sl++) {
+                    const size_t j0 = sl * nr, nn = min_sz(nr, nc - j0);
+                    for (size_t ir = 0; ir < mc; ir += mr)
+                        uk(kc, my_a + ir * QNN_KC, j->bbuf + j0 * kc,
+                           j->c + (i0 + ir) * j->ldc + jc + j0, j->ldc, min_sz(mr, mc - ir), nn,
+                           j->alpha, bt);
+                }
+            }
+            if (nt > 1) { /* the B panel is repacked next */
+#pragma omp barrier
+            }
+        }
+    }
+    qnn_fpenv_end(env);
+}
+
+/* Plans a GEMM for `nt` threads and allocates its packing buffers (~2 MB of B panel at most,
+ * ~380 KB of A per thread; glibc keeps blocks of this size on its heap after the first call, so
+ * repeated calls do not re-fault fresh pages). Returns QNN_OK or QNN_ENOMEM. */
+static int gemm_plan(gemm_job *j, size_t M, size_t N, size_t K, float alpha, const qnn_apacker *ap,
+                     const qnn_bpacker *bp, float beta, float *c, size_t ldc, int nt) {
+    const size_t mr = (size_t)qnn_dispatch_table.sgemm_mr, nr = (size_t)qnn_dispatch_table.sgemm_nr;
+    const size_t n_kc = (K + QNN_KC - 1) / QNN_KC;
+    const size_t kcb = min_sz(round_up((K + n_kc - 1) / n_kc, 4), K);
+    /* Row blocks: MC, or smaller so that a short M still gives every thread a block. */
+    const size_t mc_max = QNN_A_BYTES / (QNN_KC * sizeof(float)) / mr * mr;
+    size_t mcb = min_sz(mc_max > mr ? mc_max : mr, round_up(M, mr));
+    if (nt > 1 && (M + mcb - 1) / mcb < (size_t)nt)
+        mcb = round_up((M + (size_t)nt - 1) / (size_t)nt, mr);
+    *j = (gemm_job){M, N, K, kcb, mcb, (M + mcb - 1) / mcb, round_up(mcb, mr) * QNN_KC,
+                    alpha, beta, ap, bp, c, NULL, NULL, ldc};
+    j->bbuf = qnn_aligned_alloc(kcb * min_sz(round_up(N, nr), QNN_NC) * sizeof(float));
+    j->abuf = qnn_aligned_alloc((size_t)nt * j->astride * sizeof(float));
+    if (!j->bbuf || !j->abuf) {
+        qnn_aligned_free(j->bbuf);
+        qnn_aligned_free(j->abuf);
+        return QNN_ENOMEM;
+    }
+    return QNN_OK;
+}
+
+static void gemm_free(gemm_job *j) {
+    qnn_aligned_free(j->bbuf);
+    qnn_aligned_free(j->abuf);
+}
+
 /* Packers over a K range [koff, ...) of another packer, for the split-K slices. */
 typedef struct shifted_a { const qnn_apacker *ap; size_t koff; } shifted_a;
 typedef struct shifted_b { const qnn_bpacker *bp; size_t koff; } shifted_b;
@@ -117,23 +210,23 @@ static int sgemm_split_k(size_t M, size_t N, size_t K, float alpha, const qnn_ap
     int rc = QNN_OK;
 #pragma omp parallel num_threads(nt)
     {
-        const size_t t = (size_t)thread_id();
+        const int t = thread_id();
         /* Slice boundaries on multiples of the K slice keep every thread's slices full depth. */
         const size_t nsl = (K + QNN_KC - 1) / QNN_KC;
-        const size_t k0 = min_sz(K, nsl * t / (size_t)nt * QNN_KC);
-        const size_t k1 = min_sz(K, nsl * (t + 1) / (size_t)nt * QNN_KC);
+        const size_t k0 = min_sz(K, share(nsl, t, nt) * QNN_KC);
+        const size_t k1 = min_sz(K, share(nsl, t + 1, nt) * QNN_KC);
         const shifted_a sa = {ap, k0};
         const shifted_b sb = {bp, k0};
         const qnn_apacker a1 = {pack_a_shifted, &sa};
         const qnn_bpacker b1 = {pack_b_shifted, &sb};
-        const qnn_mat none = {NULL, 0, 0};
-        int r;
-        if (t == 0)
-            r = qnn_sgemm_ex(M, N, k1 - k0, alpha, none, &a1, none, &b1, beta, c, ldc, 1);
-        else
-            r = qnn_sgemm_ex(M, N, k1 - k0, alpha, none, &a1, none, &b1, 0.0f,
-                             part + (t - 1) * M * N, N, 1);
-        if (r) {
+        gemm_job j;
+        const int r = t == 0 ? gemm_plan(&j, M, N, k1 - k0, alpha, &a1, &b1, beta, c, ldc, 1)
+                             : gemm_plan(&j, M, N, k1 - k0, alpha, &a1, &b1, 0.0f,
+                                         part + (size_t)(t - 1) * M * N, N, 1);
+        if (r == QNN_OK) {
+            gemm_run(&j, 0, 1);
+            gemm_free(&j);
+        } else {
 #pragma omp atomic write
             rc = r;
         }
@@ -143,7 +236,7 @@ static int sgemm_split_k(size_t M, size_t N, size_t K, float alpha, const qnn_ap
             float *ci = c + (size_t)i * ldc;
             for (int u = 1; u < nt; u++) {
                 const float *pi = part + ((size_t)(u - 1) * M + (size_t)i) * N;
-                for (size_t j = 0; j < N; j++) ci[j] += pi[j];
+                for (size_t j2 = 0; j2 < N; j2++) ci[j2] += pi[j2];
             }
         }
     }
@@ -155,7 +248,6 @@ int qnn_sgemm_ex(size_t M, size_t N, size_t K, float alpha, qnn_mat a, const qnn
                  qnn_mat b, const qnn_bpacker *bp, float beta, float *c, size_t ldc, int nthreads) {
     if (M == 0 || N == 0) return QNN_OK;
     if (K == 0 || alpha == 0.0f) { scale_c(M, N, beta, c, ldc); return QNN_OK; }
-    const qnn_sgemm_ukernel uk = qnn_dispatch_table.sgemm;
     const size_t mr = (size_t)qnn_dispatch_table.sgemm_mr, nr = (size_t)qnn_dispatch_table.sgemm_nr;
     qnn_apacker dflt = {pack_a_strided, &a};
     if (!ap) ap = &dflt;
@@ -169,77 +261,21 @@ int qnn_sgemm_ex(size_t M, size_t N, size_t K, float alpha, qnn_mat a, const qnn
         nt = qnn_threads_for(work > 1e18 ? (size_t)1 << 60 : (size_t)work);
     }
     if (nt < 1) nt = 1;
-    {
-        const size_t tiles = ((M + mr - 1) / mr) * ((N + nr - 1) / nr);
-        if (nt > 1 && tiles < (size_t)nt * 64 && K >= (size_t)nt * 2 * QNN_KC &&
-            M * N <= ((size_t)1 << 20))
-            return sgemm_split_k(M, N, K, alpha, ap, bp, beta, c, ldc, nt);
-    }
+    const size_t tiles = ((M + mr - 1) / mr) * ((N + nr - 1) / nr);
+    if (nt > 1 && tiles < (size_t)nt * 64 && K >= (size_t)nt * 2 * QNN_KC &&
+        M * N <= ((size_t)1 << 20))
+        return sgemm_split_k(M, N, K, alpha, ap, bp, beta, c, ldc, nt);
 
-    const size_t n_kc = (K + QNN_KC - 1) / QNN_KC;
-    const size_t kcb = min_sz(round_up((K + n_kc - 1) / n_kc, 4), K);
-    /* Row blocks: MC, or smaller so that a short M still gives every thread a block. */
-    const size_t mc_max = QNN_A_BYTES / (QNN_KC * sizeof(float)) / mr * mr;
-    size_t mcb = min_sz(mc_max > mr ? mc_max : mr, round_up(M, mr));
-    if (nt > 1 && (M + mcb - 1) / mcb < (size_t)nt)
-        mcb = round_up((M + (size_t)nt - 1) / (size_t)nt, mr);
-    const size_t n_mb = (M + mcb - 1) / mcb;
-    const size_t kcmax = kcb, ncmax = min_sz(round_up(N, nr), QNN_NC);
-    const size_t astride = round_up(mcb, mr) * QNN_KC;
-
-    /* Per-call allocation: ~2 MB of B panel + 200 KB of A per thread. A persistent workspace
-     * (first touch costs ~3 ms/MB here, performance.md §7) is left to the tuning issue. */
-    float *bbuf = qnn_aligned_alloc(kcmax * ncmax * sizeof(float));
-    float *abuf = qnn_aligned_alloc((size_t)nt * astride * sizeof(float));
-    if (!bbuf || !abuf) {
-        qnn_aligned_free(bbuf);
-        qnn_aligned_free(abuf);
-        return QNN_ENOMEM;
+    gemm_job j;
+    const int rc = gemm_plan(&j, M, N, K, alpha, ap, bp, beta, c, ldc, nt);
+    if (rc) return rc;
+    if (nt == 1) {
+        gemm_run(&j, 0, 1);
+    } else {
+#pragma omp parallel num_threads(nt)
+        gemm_run(&j, thread_id(), nt);
     }
-
-#pragma omp parallel num_threads(nt) if (nt > 1)
-    {
-        float *my_a = abuf + (size_t)thread_id() * astride;
-        for (size_t jc = 0; jc < N; jc += QNN_NC) {
-            const size_t nc = min_sz(QNN_NC, N - jc);
-            const size_t n_sl = (nc + nr - 1) / nr;
-            /* Column chunks per row block: enough items to occupy the team when M is short. */
-            size_t n_jb = n_mb >= (size_t)nt ? 1 : ((size_t)nt + n_mb - 1) / n_mb;
-            if (n_jb > n_sl) n_jb = n_sl;
-            const size_t sl_per_jb = (n_sl + n_jb - 1) / n_jb;
-            const long n_items = (long)(n_mb * n_jb);
-            for (size_t pc = 0; pc < K; pc += kcb) {
-                const size_t kc = min_sz(kcb, K - pc);
-                const float bt = pc == 0 ? beta : 1.0f;
-#pragma omp for schedule(static)
-                for (long s = 0; s < (long)n_sl; s++) {
-                    const size_t j0 = (size_t)s * nr;
-                    bp->pack(bp->ctx, pc, kc, jc + j0, min_sz(nr, nc - j0), nr, bbuf + j0 * kc);
-                }
-                size_t packed_ib = (size_t)-1;
-#pragma omp for schedule(static)
-                for (long it = 0; it < n_items; it++) {
-                    const size_t ib = (size_t)it / n_jb, jb = (size_t)it % n_jb;
-                    const size_t i0 = ib * mcb, mc = min_sz(mcb, M - i0);
-                    if (ib != packed_ib) {
-                        ap->pack(ap->ctx, i0, mc, pc, kc, mr, my_a);
-                        packed_ib = ib;
-                    }
-                    const size_t s0 = jb * sl_per_jb, s1 = min_sz(n_sl, s0 + sl_per_jb);
-                    for (size_t s = s0; s < s1; s++) {
-                        const size_t j0 = s * nr, nn = min_sz(nr, nc - j0);
-                        for (size_t ir = 0; ir < mc; ir += mr) {
-                            const size_t mm = min_sz(mr, mc - ir);
-                            uk(kc, my_a + ir * QNN_KC, bbuf + j0 * kc, c + (i0 + ir) * ldc + jc + j0,
-                               ldc, mm, nn, alpha, bt);
-                        }
-                    }
-                }
-            }
-        }
-    }
-    qnn_aligned_free(bbuf);
-    qnn_aligned_free(abuf);
+    gemm_free(&j);
     return QNN_OK;
 }
 

@@ -1,0 +1,141 @@
+"""Benchmark the float32 GEMM against NumPy (OpenBLAS) and PyTorch, measured in the same run.
+
+Square and conv-shaped products (M = pixels, N = Cout, K = 9*Cin), 1 and 2 threads, every ISA
+level of our kernels this CPU has. NumPy is measured in child processes because OpenBLAS reads
+OPENBLAS_CORETYPE once at load: once with the variable as the environment sets it ("env", the
+image exports Haswell = AVX2 kernels) and once with it unset (auto-detection picks OpenBLAS's
+AVX-512 kernels). Prints one table: median GFLOPS of --repeat warm runs, % of this CPU's peak
+(stated clock x 64 FLOP/cycle/core for AVX-512, 32 for AVX2) and ratios ours / reference.
+
+    python python/bench_gemm.py                 # all shapes, 1 and 2 threads
+    python python/bench_gemm.py --threads 1 --quick
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, ".."))
+
+SHAPES = [  # (M, N, K, what)
+    (1024, 1024, 1024, "square"),
+    (2048, 2048, 2048, "square"),
+    (16384, 64, 576, "conv 64->64 3x3"),
+    (65536, 64, 576, "conv 64->64 3x3, B=64 32x32"),
+    (16384, 128, 1152, "conv 128->128 3x3"),
+    (4096, 256, 2304, "conv 256->256 3x3"),
+    (4096, 256, 1152, "conv 128->256 3x3"),
+]
+QUICK = [SHAPES[0], SHAPES[2], SHAPES[5]]
+
+
+def timeit(fn, repeat):
+    fn()
+    fn()  # warm: page faults, caches, thread pools
+    ts = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return statistics.median(ts)
+
+
+def operands(m, n, k):
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((m, k), dtype=np.float32)
+    b = rng.standard_normal((k, n), dtype=np.float32)
+    return a, b, np.empty((m, n), np.float32)
+
+
+def worker(kind, shapes, threads, repeat):
+    """Runs in a child process: times NumPy or torch matmul, prints {shape: seconds} JSON."""
+    res = {}
+    if kind == "torch":
+        import torch
+        torch.set_num_threads(threads)
+    for m, n, k, _ in shapes:
+        a, b, c = operands(m, n, k)
+        if kind == "torch":
+            ta, tb, tc = (torch.from_numpy(v) for v in (a, b, c))
+            res[f"{m}x{n}x{k}"] = timeit(lambda: torch.matmul(ta, tb, out=tc), repeat)
+        else:
+            res[f"{m}x{n}x{k}"] = timeit(lambda: np.matmul(a, b, out=c), repeat)
+    print(json.dumps(res))
+
+
+def run_child(kind, shapes, threads, repeat, coretype):
+    env = dict(os.environ)
+    env["OPENBLAS_NUM_THREADS"] = env["OMP_NUM_THREADS"] = str(threads)
+    if coretype == "unset":
+        env.pop("OPENBLAS_CORETYPE", None)
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", kind, "--threads", str(threads),
+           "--repeat", str(repeat)] + (["--quick"] if shapes is QUICK else [])
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        if kind == "torch":
+            return None  # torch is optional (pip install torch==2.13.0, extra [bench])
+        raise RuntimeError(out.stderr)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--threads", type=int, nargs="*", default=[1, 2])
+    ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--clock-ghz", type=float, default=3.5,
+                    help="sustained clock used for %% of peak (spec/performance.md §0)")
+    ap.add_argument("--quick", action="store_true", help="three shapes only")
+    ap.add_argument("--worker", choices=["numpy", "torch"], help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    shapes = QUICK if args.quick else SHAPES
+    if args.worker:
+        worker(args.worker, shapes, args.threads[0], args.repeat)
+        return
+
+    import qnn_ext
+    from qnn_ext import _core
+    isas = qnn_ext.build_info()["isas_available"]
+    isas = [i for i in ("avx512", "avx2") if i in isas] or ["ref"]
+    env_core = os.environ.get("OPENBLAS_CORETYPE")
+    print(f"# qnn_ext {qnn_ext.build_info()['version']}, numpy {np.__version__}, "
+          f"OPENBLAS_CORETYPE in the environment: {env_core!r}; peak at {args.clock_ghz} GHz: "
+          f"{64 * args.clock_ghz:.0f} GFLOPS/core AVX-512, {32 * args.clock_ghz:.0f} AVX2")
+    hdr = (f"{'shape (M x N x K)':<34}{'thr':>4}{'isa':>7}{'GFLOPS':>8}{'%peak':>7}"
+           f"{'np env':>8}{'np unset':>9}{'torch':>7}{'x np env':>9}{'x np unset':>11}{'x torch':>8}")
+    print(hdr)
+    print("-" * len(hdr))
+    prev_isa = _core.get_isa()
+    for nt in args.threads:
+        ref_env = run_child("numpy", shapes, nt, args.repeat, "env")
+        ref_unset = run_child("numpy", shapes, nt, args.repeat, "unset")
+        ref_torch = run_child("torch", shapes, nt, args.repeat, "env")
+        _core.set_num_threads(nt)
+        for m, n, k, what in shapes:
+            key = f"{m}x{n}x{k}"
+            a, b, c = operands(m, n, k)
+            flop = 2.0 * m * n * k
+            for isa in isas:
+                _core.set_isa(isa)
+                t = timeit(lambda: _core.gemm("bench", a, b, out=c), args.repeat)
+                peak = nt * args.clock_ghz * (64 if isa == "avx512" else 32)
+                g = flop / t / 1e9
+                te, tu = ref_env[key], ref_unset[key]
+                tt = ref_torch[key] if ref_torch else None
+                print(f"{key + ' ' + what:<34}{nt:>4}{isa:>7}{g:>8.1f}{100 * g / peak:>6.0f}%"
+                      f"{flop / te / 1e9:>8.1f}{flop / tu / 1e9:>9.1f}"
+                      f"{(flop / tt / 1e9) if tt else float('nan'):>7.1f}"
+                      f"{te / t:>9.2f}{tu / t:>11.2f}{(tt / t) if tt else float('nan'):>8.2f}",
+                      flush=True)
+    _core.set_isa(prev_isa)
+    print("GFLOPS: ours; np env / np unset / torch: GFLOPS of the references; x ...: speed "
+          "ratio ours / reference (> 1: we are faster). Median of", args.repeat, "runs.")
+
+
+if __name__ == "__main__":
+    main()
