@@ -149,11 +149,45 @@ class Model(Layer):
             out.append(np.ascontiguousarray(a, dtype=F32))
         return out
 
+    def _bn_act_pairs(self):
+        """{id(batch-norm output): activation node} for every BatchNormalization whose output
+        feeds exactly one Activation/QActivation and nothing else: in training, the pair runs
+        as one fused kernel (BatchNormalization.call_fused)."""
+        from .layers.core import Activation, QActivation
+        from .layers.normalization import BatchNormalization
+        if getattr(self, "_bn_act_cache", None) is not None and self._bn_act_cache[0] is self._order:
+            return self._bn_act_cache[1]
+        uses = {}
+        for t in self._order:
+            for u in t.inputs:
+                uses.setdefault(id(u), []).append(t)
+        outs = {id(t) for t in self._outputs}
+        pairs = {}
+        for t in self._order:
+            users = uses.get(id(t), [])
+            if (type(t.layer) is BatchNormalization and len(users) == 1 and id(t) not in outs
+                    and type(users[0].layer) in (Activation, QActivation)
+                    and len(users[0].inputs) == 1):
+                pairs[id(t)] = users[0]
+        self._bn_act_cache = (self._order, pairs)
+        return pairs
+
     def call(self, inputs, training=False):
         xs = self._check_inputs(_as_list(inputs))
         values = {id(t): x for t, x in zip(self._inputs, xs)}
+        pairs = self._bn_act_pairs() if training else {}
+        self._fused_acts = fused = set()
         for t in self._order:
+            if id(t) in fused:  # computed with its batch norm
+                continue
             ins = [values[id(u)] for u in t.inputs]
+            if id(t) in pairs:
+                a = pairs[id(t)]
+                y = t.layer.call_fused(ins[0], a.layer.activation)
+                if y is not None:
+                    values[id(t)] = values[id(a)] = y
+                    fused.add(id(a))
+                    continue
             values[id(t)] = t.layer.call(ins if len(ins) > 1 else ins[0], training=training)
         outs = [values[id(t)] for t in self._outputs]
         return outs[0] if self._single_output else outs
@@ -172,6 +206,10 @@ class Model(Layer):
             g = gs.pop(id(t), None)
             if g is None:
                 g = np.zeros((1,), F32)  # output unused by the loss: no gradient flows
+                continue
+            if id(t) in getattr(self, "_fused_acts", ()):  # its batch norm applies act'
+                t.layer.grads = []
+                gs[id(t.inputs[0])] = g
                 continue
             # a layer fed only by model inputs need not compute its input gradient
             t.layer._need_input_grad = not all(isinstance(u.layer, InputLayer) for u in t.inputs)

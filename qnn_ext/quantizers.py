@@ -188,6 +188,14 @@ class BaseQuantizer:
         self.built = True
         return self._forward(x, backend.resolve_training(training), out)
 
+    def _fused_spec(self, x, training):
+        """Kernel arguments for applying this quantizer inside another kernel (the batch-norm
+        fusion): ``(params_f, scale_f, scale2_f, inner_f, params_b, scale_b, inner_b)`` exactly
+        as ``_forward`` / ``_backward`` would pass them for ``x``, with the same side effects
+        (scale attributes, random key), or None when the quantizer is not a pure element-wise
+        map of x (data-dependent scales, stochastic draws over statistics, composed kernels)."""
+        return None
+
     def gradient(self, x, dy, training=None, out=None):
         """dL/dx for upstream gradient ``dy`` (same shape as x), by this quantizer's STE."""
         x = K.as_input(self._name, x)
@@ -354,6 +362,16 @@ class quantized_bits(BaseQuantizer):
     def _backward(self, x, dy, training, out):
         p = dict(op=OP["BITS"], **self._qnoise_params())
         return K.bwd(self._name, x, dy, p, out)
+
+    def _fused_spec(self, x, training):
+        if type(self)._forward is not quantized_bits._forward or isinstance(self.alpha, str) \
+                or x.size == 0:
+            return None
+        self._check_call()
+        sc, inner = self._scale_args(x)
+        self.scale = 1.0 if self.alpha is None else self.alpha
+        pf = self._fixed_params(x, training)
+        return pf, sc, None, inner, dict(op=OP["BITS"], **self._qnoise_params()), None, 1
 
     def max(self):
         """max(1, 2**integer) (ignores alpha, as QKeras)."""
@@ -701,6 +719,11 @@ class quantized_relu(BaseQuantizer):
 
     def _backward(self, x, dy, training, out):
         return K.bwd(self._name, x, dy, self._params(False), out)
+
+    def _fused_spec(self, x, training):
+        if type(self)._forward is not quantized_relu._forward or x.size == 0:
+            return None
+        return self._params(training), None, None, 1, self._params(False), None, 1
 
     def max(self):
         if self.bits - (self.negative_slope != 0.0) > 0:
@@ -1118,6 +1141,18 @@ class binary(BaseQuantizer):
     def _backward(self, x, dy, training, out):
         return K.bwd(self._name, x, dy, dict(op=OP["SIGN"], flags=self._flags()), out)
 
+    def _fused_spec(self, x, training):
+        if (type(self)._forward is not binary._forward or isinstance(self.alpha, str)
+                or (self.use_stochastic_rounding and training) or x.size == 0):
+            return None
+        self.scale = self.default_alpha if self.alpha is None else self.alpha
+        if isinstance(self.alpha, np.ndarray) and self.alpha.size > 1:
+            sc, inner = K.broadcast_scale(self._name, "alpha", x, self.alpha)
+        else:
+            sc, inner = K.scalar_scale(x, float(np.asarray(self.scale).reshape(-1)[0]))
+        p = dict(op=OP["SIGN"], flags=self._flags())
+        return p, sc, None, inner, dict(p), None, 1
+
     def _set_trainable_parameter(self):
         if self.alpha is None:
             self.alpha = "auto_po2"
@@ -1311,6 +1346,19 @@ class ternary(BaseQuantizer):
 
     def _backward(self, x, dy, training, out):
         return K.bwd(self._name, x, dy, dict(op=OP["TERNARY"], flags=self._flags()), out)
+
+    def _fused_spec(self, x, training):
+        if (type(self)._forward is not ternary._forward or isinstance(self.alpha, str)
+                or self.use_stochastic_rounding or x.size == 0):
+            return None
+        thr = self.default_threshold if self.threshold is None else self.threshold
+        self.scale = self.default_alpha if self.alpha is None else self.alpha
+        if isinstance(self.alpha, np.ndarray) and self.alpha.size > 1:
+            sc, inner = K.broadcast_scale(self._name, "alpha", x, self.alpha)
+        else:
+            sc, inner = K.scalar_scale(x, float(np.asarray(self.scale).reshape(-1)[0]))
+        pf = dict(op=OP["TERNARY"], thr=float(thr), flags=self._flags())
+        return pf, sc, None, inner, dict(op=OP["TERNARY"], flags=self._flags()), None, 1
 
     def _set_trainable_parameter(self):
         if self.alpha is None:

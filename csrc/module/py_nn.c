@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "kernels/nn/nn.h"
+#include "module/py_quant.h"
 
 /* Window sizes, strides and pads are bounded so that every size derived from them (H + pads,
  * offsets inside a window) fits comfortably in 64 bits. */
@@ -327,16 +328,39 @@ static PyArrayObject *bn_x(const char *who, const char *arg, PyObject *xo, size_
     return x;
 }
 
+/* act argument of the batch-norm entry points: None, "relu" or a quantizer spec tuple. Returns
+ * 0 and fills *a (kind NONE for None), or -1 with an exception set. */
+static int bn_act_arg(const char *who, PyObject *o, npy_intp n, qnn_py_act *pa, qnn_bn_act *a) {
+    memset(a, 0, sizeof *a);
+    if (o == Py_None) return 0;
+    if (PyUnicode_Check(o)) {
+        if (PyUnicode_CompareWithASCIIString(o, "relu") == 0) {
+            a->kind = QNN_BN_ACT_RELU;
+            return 0;
+        }
+        PyErr_Format(PyExc_ValueError, "%s: act must be None, 'relu' or a quantizer spec, got '%U'",
+                     who, o);
+        return -1;
+    }
+    if (qnn_py_act_spec(who, o, n, pa)) return -1;
+    *a = (qnn_bn_act){QNN_BN_ACT_QUANT, &pa->pf, &pa->pb,
+                      pa->sc_f ? PyArray_DATA(pa->sc_f) : NULL,
+                      pa->sc2_f ? PyArray_DATA(pa->sc2_f) : NULL,
+                      pa->sc_b ? PyArray_DATA(pa->sc_b) : NULL,
+                      (size_t)pa->S_f, (size_t)pa->inner_f, (size_t)pa->S_b, (size_t)pa->inner_b};
+    return 0;
+}
+
 static PyObject *py_batchnorm_forward(PyObject *self, PyObject *args, PyObject *kw) {
     (void)self;
     static char *kwlist[] = {"who", "x", "gamma", "beta", "eps", "training", "mean", "var",
-                             "out", NULL};
+                             "out", "act", NULL};
     const char *who;
-    PyObject *xo, *go, *bo, *mo = Py_None, *vo = Py_None, *out = Py_None;
+    PyObject *xo, *go, *bo, *mo = Py_None, *vo = Py_None, *out = Py_None, *ao = Py_None;
     double eps;
     int training;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "sOOOdp|OOO:batchnorm_forward", kwlist, &who, &xo,
-                                     &go, &bo, &eps, &training, &mo, &vo, &out))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "sOOOdp|OOOO:batchnorm_forward", kwlist, &who, &xo,
+                                     &go, &bo, &eps, &training, &mo, &vo, &out, &ao))
         return NULL;
     size_t m, c;
     PyArrayObject *x = bn_x(who, "x", xo, &m, &c);
@@ -365,6 +389,13 @@ static PyObject *py_batchnorm_forward(PyObject *self, PyObject *args, PyObject *
                      "(training=True), got size 0", who);
         return NULL;
     }
+    qnn_py_act pa;
+    qnn_bn_act act;
+    if (bn_act_arg(who, ao, PyArray_SIZE(x), &pa, &act)) return NULL;
+    if (act.kind != QNN_BN_ACT_NONE && !training) {
+        PyErr_Format(PyExc_ValueError, "%s: a fused act needs training=True", who);
+        return NULL;
+    }
     PyArrayObject *ins[5] = {x, gamma, beta, mean, var};
     PyArrayObject *y = qnn_arg_out(who, "out", out, x, ins, 5);
     if (!y) return NULL;
@@ -385,9 +416,12 @@ static PyObject *py_batchnorm_forward(PyObject *self, PyObject *args, PyObject *
     Py_BEGIN_ALLOW_THREADS
     rc = qnn_bn_stats(m, c, PyArray_DATA(x), (float)eps, PyArray_DATA(bm), PyArray_DATA(bv),
                       PyArray_DATA(is));
-    if (!rc)
+    if (!rc && act.kind == QNN_BN_ACT_NONE)
         rc = qnn_bn_apply(m, c, PyArray_DATA(x), PyArray_DATA(bm), PyArray_DATA(is), gp, bp,
                           PyArray_DATA(y));
+    else if (!rc)
+        rc = qnn_bn_apply_act(m, c, PyArray_DATA(x), PyArray_DATA(bm), PyArray_DATA(is), gp, bp,
+                              &act, PyArray_DATA(y));
     Py_END_ALLOW_THREADS
     if (rc) { raise_status(who, rc); goto error; }
     return Py_BuildValue("(NNNN)", y, bm, bv, is);
@@ -401,11 +435,12 @@ error:
 
 static PyObject *py_batchnorm_backward(PyObject *self, PyObject *args, PyObject *kw) {
     (void)self;
-    static char *kwlist[] = {"who", "dy", "x", "gamma", "batch_mean", "inv_std", "out", NULL};
+    static char *kwlist[] = {"who", "dy", "x", "gamma", "batch_mean", "inv_std", "out", "beta",
+                             "act", NULL};
     const char *who;
-    PyObject *dyo, *xo, *go, *mo, *iso, *out = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "sOOOOO|O:batchnorm_backward", kwlist, &who, &dyo,
-                                     &xo, &go, &mo, &iso, &out))
+    PyObject *dyo, *xo, *go, *mo, *iso, *out = Py_None, *bo = Py_None, *ao = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "sOOOOO|OOO:batchnorm_backward", kwlist, &who, &dyo,
+                                     &xo, &go, &mo, &iso, &out, &bo, &ao))
         return NULL;
     size_t m, c;
     PyArrayObject *x = bn_x(who, "x", xo, &m, &c);
@@ -423,18 +458,29 @@ static PyObject *py_batchnorm_backward(PyObject *self, PyObject *args, PyObject 
     }
     PyArrayObject *mean = opt_channel_vec(who, "batch_mean", mo, C, &err);
     PyArrayObject *is = err ? NULL : opt_channel_vec(who, "inv_std", iso, C, &err);
+    PyArrayObject *beta = err ? NULL : opt_channel_vec(who, "beta", bo, C, &err);
     if (err) return NULL;
-    PyArrayObject *ins[5] = {x, dy, gamma, mean, is};
-    PyArrayObject *dx = qnn_arg_out(who, "out", out, x, ins, 5);
+    qnn_py_act pa;
+    qnn_bn_act act;
+    if (bn_act_arg(who, ao, PyArray_SIZE(x), &pa, &act)) return NULL;
+    PyArrayObject *ins[6] = {x, dy, gamma, mean, is, beta};
+    PyArrayObject *dx = qnn_arg_out(who, "out", out, x, ins, 6);
     if (!dx) return NULL;
     PyArrayObject *dg = (PyArrayObject *)PyArray_SimpleNew(1, (npy_intp *)&C, NPY_FLOAT32);
     PyArrayObject *db = (PyArrayObject *)PyArray_SimpleNew(1, (npy_intp *)&C, NPY_FLOAT32);
     int rc;
     if (!dg || !db) goto error;
     Py_BEGIN_ALLOW_THREADS
-    rc = qnn_bn_backward(m, c, PyArray_DATA(dy), PyArray_DATA(x),
-                         gamma ? PyArray_DATA(gamma) : NULL, PyArray_DATA(mean), PyArray_DATA(is),
-                         PyArray_DATA(dx), PyArray_DATA(dg), PyArray_DATA(db));
+    if (act.kind == QNN_BN_ACT_NONE)
+        rc = qnn_bn_backward(m, c, PyArray_DATA(dy), PyArray_DATA(x),
+                             gamma ? PyArray_DATA(gamma) : NULL, PyArray_DATA(mean),
+                             PyArray_DATA(is), PyArray_DATA(dx), PyArray_DATA(dg), PyArray_DATA(db));
+    else
+        rc = qnn_bn_backward_act(m, c, PyArray_DATA(dy), PyArray_DATA(x),
+                                 gamma ? PyArray_DATA(gamma) : NULL,
+                                 beta ? PyArray_DATA(beta) : NULL, PyArray_DATA(mean),
+                                 PyArray_DATA(is), &act, PyArray_DATA(dx), PyArray_DATA(dg),
+                                 PyArray_DATA(db));
     Py_END_ALLOW_THREADS
     if (rc) { raise_status(who, rc); goto error; }
     return Py_BuildValue("(NNN)", dx, dg, db);
@@ -636,11 +682,14 @@ PyMethodDef qnn_nn_methods[] = {
     {"global_pool2d_backward", FN(py_global_pool2d_backward), KW,
      "global_pool2d_backward(who, kind, x, dy, out=None) -> dx"},
     {"batchnorm_forward", FN(py_batchnorm_forward), KW,
-     "batchnorm_forward(who, x, gamma, beta, eps, training, mean=None, var=None, out=None)\n\n"
+     "batchnorm_forward(who, x, gamma, beta, eps, training, mean=None, var=None, out=None, "
+     "act=None)\n\n"
      "Statistics over all axes but the last. training=True -> (y, batch_mean, batch_var "
-     "(biased), inv_std); training=False -> y from mean/var. gamma/beta may be None."},
+     "(biased), inv_std); training=False -> y from mean/var. gamma/beta may be None. act "
+     "(training only): 'relu' or a quantizer spec tuple fused after the affine step."},
     {"batchnorm_backward", FN(py_batchnorm_backward), KW,
-     "batchnorm_backward(who, dy, x, gamma, batch_mean, inv_std, out=None) -> (dx, dgamma, dbeta)"},
+     "batchnorm_backward(who, dy, x, gamma, batch_mean, inv_std, out=None, beta=None, act=None)"
+     " -> (dx, dgamma, dbeta); with act, dy is the gradient of act(bn(x))."},
     {"softmax_cross_entropy", FN(py_softmax_cross_entropy), KW,
      "softmax_cross_entropy(who, logits, labels) -> (loss (N,), dlogits (N, K))\n\n"
      "labels: int32/int64 (N,) class indices or float32 (N, K) targets; dlogits = softmax - "

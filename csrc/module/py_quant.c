@@ -262,3 +262,41 @@ PyObject *qnn_py_uniform(PyObject *self, PyObject *args, PyObject *kw) {
     Py_END_ALLOW_THREADS
     return (PyObject *)out;
 }
+
+/* ------------------------------------------------------------------ fused activation specs */
+
+int qnn_py_act_spec(const char *who, PyObject *spec, npy_intp n, qnn_py_act *a) {
+    memset(a, 0, sizeof *a);
+    a->S_f = a->S_b = 1;
+    a->inner_f = a->inner_b = 1;
+    PyObject *pfo, *sfo, *s2fo, *pbo, *sbo;
+    Py_ssize_t inf, inb;
+    if (!PyTuple_Check(spec) ||
+        !PyArg_ParseTuple(spec, "OOOnOOn;act must be a tuple (params_f, scale_f, scale2_f, "
+                                "inner_f, params_b, scale_b, inner_b)",
+                          &pfo, &sfo, &s2fo, &inf, &pbo, &sbo, &inb)) {
+        if (!PyErr_Occurred())
+            PyErr_Format(PyExc_TypeError, "%s: act must be None, 'relu' or a quantizer spec tuple, "
+                         "got %s", who, Py_TYPE(spec)->tp_name);
+        return -1;
+    }
+    if (parse_params(who, pfo, &a->pf) || parse_params(who, pbo, &a->pb)) return -1;
+    a->pf.n_total = a->pb.n_total = (uint64_t)n;
+    a->inner_f = inf;
+    a->inner_b = inb;
+    if (sfo != Py_None) {
+        if (!(a->sc_f = channel_vec(who, "act scale_f", sfo, 0))) return -1;
+        a->S_f = PyArray_DIM(a->sc_f, 0);
+        if (check_period(who, n, a->S_f, a->inner_f)) return -1;
+    }
+    if (s2fo != Py_None) {
+        if (!a->sc_f) { PyErr_Format(PyExc_ValueError, "%s: act scale2_f needs scale_f", who); return -1; }
+        if (!(a->sc2_f = channel_vec(who, "act scale2_f", s2fo, a->S_f))) return -1;
+    }
+    if (sbo != Py_None) {
+        if (!(a->sc_b = channel_vec(who, "act scale_b", sbo, 0))) return -1;
+        a->S_b = PyArray_DIM(a->sc_b, 0);
+        if (check_period(who, n, a->S_b, a->inner_b)) return -1;
+    }
+    return 0;
+}

@@ -72,14 +72,42 @@ class BatchNormalization(Layer):
         self._cache = (x, g, mean, inv_std)
         return y
 
+    def call_fused(self, x, activation):
+        """Training forward of ``activation(self(x))`` in one kernel, or None when the
+        activation cannot be fused (then call() and the activation layer run as usual). The
+        result, the moving averages and the gradients are bit-identical to the unfused pair;
+        the normalised tensor is recomputed in cache by the backward instead of stored."""
+        from .. import activations
+        from ..quantizers import BaseQuantizer
+        if activation is activations.lookup("relu"):
+            spec = "relu"
+        elif isinstance(activation, BaseQuantizer):
+            spec = activation._fused_spec(x, True)
+        else:
+            spec = None
+        if spec is None:
+            return None
+        c = x.shape[-1]
+        g, b = self._gamma_beta(c)
+        y, mean, var, inv_std = _core.batchnorm_forward(self.name, x, g, b, self.epsilon, True,
+                                                        act=spec)
+        self._update_moving(mean, var, x.size // c)
+        self._cache = (x, g, mean, inv_std, b, spec)
+        return y
+
     def backward(self, grad):
         if self._cache is None:  # inference-mode forward: a per-channel affine map
             g, _ = self._gamma_beta(grad.shape[-1])
             inv = (g / np.sqrt(self.moving_variance.value + F32(self.epsilon))).astype(F32)
             self.grads = [np.zeros_like(v.value) for v in self.trainable_weights]
             return (grad * inv).astype(F32)
-        x, g, mean, inv_std = self._cache
-        dx, dg, db = _core.batchnorm_backward(self.name, grad, x, g, mean, inv_std)
+        if len(self._cache) == 6:  # fused with the following activation: grad is its gradient
+            x, g, mean, inv_std, b, spec = self._cache
+            dx, dg, db = _core.batchnorm_backward(self.name, grad, x, g, mean, inv_std, beta=b,
+                                                  act=spec)
+        else:
+            x, g, mean, inv_std = self._cache
+            dx, dg, db = _core.batchnorm_backward(self.name, grad, x, g, mean, inv_std)
         grads = []
         if self.scale:
             grads.append(dg)

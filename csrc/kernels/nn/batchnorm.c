@@ -11,6 +11,7 @@
 
 #include "kernels/nn/nn.h"
 #include "kernels/nn/nn_internal.h"
+#include "runtime/fpenv.h"
 
 #define BN_CHUNK_ROWS 256
 #define BN_MAX_CHUNKS 32
@@ -81,17 +82,22 @@ int qnn_bn_stats(size_t m, size_t c, const float *x, float eps, float *mean, flo
     return QNN_NN_OK;
 }
 
+/* Keras folds the affine part this way: x * (gamma * inv) + (beta - mean * gamma * inv). */
+static void bn_affine(size_t c, const float *mean, const float *inv_std, const float *gamma,
+                      const float *beta, float *scale, float *shift) {
+    for (size_t cc = 0; cc < c; cc++) {
+        scale[cc] = inv_std[cc] * (gamma ? gamma[cc] : 1.0f);
+        shift[cc] = (beta ? beta[cc] : 0.0f) - mean[cc] * scale[cc];
+    }
+}
+
 int qnn_bn_apply(size_t m, size_t c, const float *x, const float *mean, const float *inv_std,
                  const float *gamma, const float *beta, float *y) {
     if (c == 0 || m == 0) return QNN_NN_OK;
     float *scale = malloc(2 * c * sizeof(float));
     if (!scale) return QNN_NN_ENOMEM;
     float *shift = scale + c;
-    /* Keras folds the affine part the same way: x * (gamma * inv) + (beta - mean * gamma * inv) */
-    for (size_t cc = 0; cc < c; cc++) {
-        scale[cc] = inv_std[cc] * (gamma ? gamma[cc] : 1.0f);
-        shift[cc] = (beta ? beta[cc] : 0.0f) - mean[cc] * scale[cc];
-    }
+    bn_affine(c, mean, inv_std, gamma, beta, scale, shift);
     const int nt = qnn_nn_threads((double)m * (double)c);
 #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
     for (size_t r = 0; r < m; r++) {
@@ -165,4 +171,181 @@ int qnn_bn_backward(size_t m, size_t c, const float *dy, const float *x, const f
     }
     free(coef);
     return QNN_NN_OK;
+}
+
+/* ------------------------------------------------------------------ fused activation */
+
+
+/* Elements of z (and dz) a thread keeps at a time: 16 KB each, so they stay in L1/L2 between
+ * the affine step and the activation. */
+#define BN_ACT_BLOCK 4096
+
+
+/* z = x * scale + shift for rows [r0, r1) into z (row-major, c wide), as qnn_bn_apply. */
+static void affine_rows(size_t c, const float *x, const float *scale, const float *shift,
+                        size_t r0, size_t r1, float *z) {
+    for (size_t r = r0; r < r1; r++) {
+        const float *restrict xr = x + r * c, *restrict sc = scale, *restrict sh = shift;
+        float *restrict zr = z + (r - r0) * c;
+        for (size_t cc = 0; cc < c; cc++) zr[cc] = xr[cc] * sc[cc] + sh[cc];
+    }
+}
+
+/* y = act(z) for the n elements starting at flat index i0 (y points at element i0). */
+static void act_forward(const qnn_bn_act *a, const float *z, float *y, size_t i0, size_t n) {
+    if (a->kind == QNN_BN_ACT_RELU) {
+        for (size_t i = 0; i < n; i++) y[i] = z[i] < 0.0f ? 0.0f : z[i]; /* as activations.c */
+    } else if (a->kind == QNN_BN_ACT_QUANT) {
+        const qnn_fpenv env = qnn_fpenv_flush_begin();
+        qnn_quant_run(a->pf, z, NULL, y, a->sc_f, a->sc2_f, a->S_f, a->inner_f, i0, n, 0);
+        qnn_fpenv_end(env);
+    } else {
+        memcpy(y, z, n * sizeof(float));
+    }
+}
+
+/* dz = act'(z) * dy for n elements at flat index i0 (dy points at element i0). */
+static void act_backward(const qnn_bn_act *a, const float *z, const float *dy, float *dz,
+                         size_t i0, size_t n) {
+    if (a->kind == QNN_BN_ACT_RELU) {
+        for (size_t i = 0; i < n; i++) dz[i] = z[i] > 0.0f ? dy[i] : 0.0f * dy[i];
+    } else if (a->kind == QNN_BN_ACT_QUANT) {
+        const qnn_fpenv env = qnn_fpenv_flush_begin();
+        qnn_quant_run(a->pb, z, dy, dz, a->sc_b, NULL, a->S_b, a->inner_b, i0, n, 1);
+        qnn_fpenv_end(env);
+    } else {
+        memcpy(dz, dy, n * sizeof(float));
+    }
+}
+
+static size_t act_rows_per_block(size_t c) { return c >= BN_ACT_BLOCK ? 1 : BN_ACT_BLOCK / c; }
+
+int qnn_bn_apply_act(size_t m, size_t c, const float *x, const float *mean, const float *inv_std,
+                     const float *gamma, const float *beta, const qnn_bn_act *act, float *y) {
+    if (c == 0 || m == 0) return QNN_NN_OK;
+    const size_t rb = act_rows_per_block(c), nblk = (m + rb - 1) / rb;
+    float *coef = malloc(2 * c * sizeof(float));
+    if (!coef) return QNN_NN_ENOMEM;
+    bn_affine(c, mean, inv_std, gamma, beta, coef, coef + c);
+    const int nt = qnn_nn_threads((double)m * (double)c);
+    int rc = QNN_NN_OK;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        float *z = malloc(rb * c * sizeof(float));
+        if (!z) {
+#pragma omp atomic write
+            rc = QNN_NN_ENOMEM;
+        }
+#pragma omp for schedule(static)
+        for (size_t b = 0; b < nblk; b++) {
+            if (!z) continue;
+            const size_t r0 = b * rb, r1 = r0 + rb < m ? r0 + rb : m;
+            affine_rows(c, x, coef, coef + c, r0, r1, z);
+            act_forward(act, z, y + r0 * c, r0 * c, (r1 - r0) * c);
+        }
+        free(z);
+    }
+    free(coef);
+    return rc;
+}
+
+int qnn_bn_backward_act(size_t m, size_t c, const float *dy, const float *x, const float *gamma,
+                        const float *beta, const float *mean, const float *inv_std,
+                        const qnn_bn_act *act, float *dx, float *dgamma, float *dbeta) {
+    if (c == 0) return QNN_NN_OK;
+    const size_t K = bn_chunks(m), rb = act_rows_per_block(c);
+    double *part = malloc((2 * K + 2) * c * sizeof(double));
+    float *coef = malloc(5 * c * sizeof(float));
+    if (!part || !coef) { free(part); free(coef); return QNN_NN_ENOMEM; }
+    double *part2 = part + K * c, *sdy = part2 + K * c, *sdyx = sdy + c;
+    float *scale = coef + 3 * c, *shift = coef + 4 * c;
+    bn_affine(c, mean, inv_std, gamma, beta, scale, shift);
+    const int nt = qnn_nn_threads((double)m * (double)c);
+    const int keep = act->kind == QNN_BN_ACT_QUANT;
+    int rc = QNN_NN_OK;
+
+    /* Pass 1: the sums of qnn_bn_backward over dz, chunk by chunk in the same row order. */
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        float *z = malloc(2 * rb * c * sizeof(float));
+        if (!z) {
+#pragma omp atomic write
+            rc = QNN_NN_ENOMEM;
+        }
+#pragma omp for schedule(static)
+        for (size_t j = 0; j < K; j++) {
+            if (!z) continue;
+            double *restrict a = part + j * c, *restrict b = part2 + j * c;
+            const float *restrict mu = mean;
+            float *dz = z + rb * c;
+            for (size_t cc = 0; cc < c; cc++) a[cc] = b[cc] = 0.0;
+            const size_t ce = chunk_start(m, K, j + 1);
+            for (size_t r0 = chunk_start(m, K, j); r0 < ce; r0 += rb) {
+                const size_t r1 = r0 + rb < ce ? r0 + rb : ce;
+                /* Quantizer STEs (tanh surrogates, clip masks with scales) cost more than a
+                 * store: keep dz in dx for pass 2. relu's mask is cheaper to recompute. */
+                float *dzb = keep ? dx + r0 * c : dz;
+                affine_rows(c, x, scale, shift, r0, r1, z);
+                act_backward(act, z, dy + r0 * c, dzb, r0 * c, (r1 - r0) * c);
+                for (size_t r = r0; r < r1; r++) {
+                    const float *restrict xr = x + r * c, *restrict gr = dzb + (r - r0) * c;
+                    for (size_t cc = 0; cc < c; cc++) {
+                        a[cc] += (double)gr[cc];
+                        b[cc] += (double)gr[cc] * ((double)xr[cc] - (double)mu[cc]);
+                    }
+                }
+            }
+        }
+        free(z);
+    }
+    if (rc) { free(part); free(coef); return rc; }
+    reduce_chunks(K, c, part, sdy);
+    reduce_chunks(K, c, part2, sdyx);
+
+    float *ca = coef, *cb = coef + c, *ck = coef + 2 * c;
+    const double md = (double)m;
+    for (size_t cc = 0; cc < c; cc++) {
+        const double is = (double)inv_std[cc], g = gamma ? (double)gamma[cc] : 1.0;
+        const double dg = sdyx[cc] * is;
+        dbeta[cc] = (float)sdy[cc];
+        dgamma[cc] = (float)dg;
+        ca[cc] = (float)(g * is);
+        cb[cc] = (float)(sdy[cc] / md);
+        ck[cc] = (float)(dg * is / md);
+    }
+    free(part);
+
+    /* Pass 2: dx from dz, recomputed block by block. */
+    const size_t nblk = (m + rb - 1) / rb;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        float *z = malloc(2 * rb * c * sizeof(float));
+        if (!z) {
+#pragma omp atomic write
+            rc = QNN_NN_ENOMEM;
+        }
+#pragma omp for schedule(static)
+        for (size_t bk = 0; bk < nblk; bk++) {
+            if (!z) continue;
+            float *dz = z + rb * c;
+            const size_t r0 = bk * rb, r1 = r0 + rb < m ? r0 + rb : m;
+            const float *dzb = dx + r0 * c;
+            if (!keep) {
+                affine_rows(c, x, scale, shift, r0, r1, z);
+                act_backward(act, z, dy + r0 * c, dz, r0 * c, (r1 - r0) * c);
+                dzb = dz;
+            }
+            for (size_t r = r0; r < r1; r++) {
+                const float *restrict xr = x + r * c, *gr = dzb + (r - r0) * c;
+                const float *restrict mu = mean, *restrict a = ca, *restrict b = cb,
+                                      *restrict k = ck;
+                float *dr = dx + r * c; /* may be gr itself: in place */
+                for (size_t cc = 0; cc < c; cc++)
+                    dr[cc] = a[cc] * (gr[cc] - b[cc] - (xr[cc] - mu[cc]) * k[cc]);
+            }
+        }
+        free(z);
+    }
+    free(coef);
+    return rc;
 }

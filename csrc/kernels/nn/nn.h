@@ -11,6 +11,8 @@
 #define QNN_KERNELS_NN_H
 
 #include <stddef.h>
+
+#include "kernels/quant/quant.h"
 #include <stdint.h>
 
 /* Same values as enum qnn_status (kernels/quant/quant.h), which qnn_raise_status understands. */
@@ -59,6 +61,28 @@ int qnn_bn_inference(size_t m, size_t c, const float *x, const float *mean, cons
 int qnn_bn_backward(size_t m, size_t c, const float *dy, const float *x, const float *gamma,
                     const float *mean, const float *inv_std, float *dx, float *dgamma,
                     float *dbeta);
+
+/* The activation that follows a batch norm, fused into its forward and backward so the
+ * normalised tensor z never travels to memory: the forward writes act(z) directly, and the
+ * backward recomputes z from x chunk by chunk to form dz = act'(z) * dy in cache. Results are
+ * bit-identical to the unfused layers (same formulas, same order, the quantizer under FTZ). */
+enum qnn_bn_act_kind { QNN_BN_ACT_NONE = 0, QNN_BN_ACT_RELU = 1, QNN_BN_ACT_QUANT = 2 };
+typedef struct qnn_bn_act {
+    int kind;
+    /* QNN_BN_ACT_QUANT: the quantizer's forward and backward kernel parameters and scales,
+     * as qnn_quant_forward / qnn_quant_backward take them (sc may be NULL) */
+    const qnn_quant_params *pf, *pb;
+    const float *sc_f, *sc2_f, *sc_b;
+    size_t S_f, inner_f, S_b, inner_b;
+} qnn_bn_act;
+
+/* y = act(x * scale + shift), the batch-norm affine of qnn_bn_apply followed by `act`. */
+int qnn_bn_apply_act(size_t m, size_t c, const float *x, const float *mean, const float *inv_std,
+                     const float *gamma, const float *beta, const qnn_bn_act *act, float *y);
+/* qnn_bn_backward for dy = d(loss)/d(act(z)) (beta needed to recompute z). */
+int qnn_bn_backward_act(size_t m, size_t c, const float *dy, const float *x, const float *gamma,
+                        const float *beta, const float *mean, const float *inv_std,
+                        const qnn_bn_act *act, float *dx, float *dgamma, float *dbeta);
 
 /* ------------------------------------------------------------------ softmax cross-entropy */
 

@@ -112,6 +112,13 @@ int qnn_quant_forward(const qnn_quant_params *p, const float *x, float *y, size_
                       const float *sc, const float *sc2, size_t S, size_t inner);
 int qnn_quant_backward(const qnn_quant_params *p, const float *x, const float *dy, float *dx,
                        size_t n, const float *sc, size_t S, size_t inner);
+/* One slice [i0, i0+n) of a tensor-level forward (backward: dy != NULL and backward = 1) on the
+ * calling thread, without the FTZ switch: x, dy and y point at element i0 of their slices, and
+ * scales and random draws are indexed by the flat position as in qnn_quant_forward. For fused
+ * kernels that quantize a chunk while it is still in cache. */
+void qnn_quant_run(const qnn_quant_params *p, const float *x, const float *dy, float *y,
+                   const float *sc, const float *sc2, size_t S, size_t inner, size_t i0, size_t n,
+                   int backward);
 
 /* Data-dependent scales ("auto"/"auto_po2" alphas and the stochastic quantizers' statistics).
  * Each computes the per-group scale into scale_out[G] (G = S/group) and writes y. */

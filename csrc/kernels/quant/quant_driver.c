@@ -21,6 +21,7 @@ typedef struct run_args {
     float *y;
     const float *sc, *sc2;
     size_t S, inner;
+    size_t base; /* flat index of x[0], dy[0], y[0] (non-zero for a chunk of a larger tensor) */
 } run_args;
 
 /* Process [a, b): for channels-last (inner == 1) a run is the rest of one row of S channels,
@@ -47,10 +48,11 @@ static void run_range(const run_args *r, size_t a, size_t b, int backward) {
             sc2 = r->sc2 ? r->sc2 + s : sc;
         }
         if (len > b - i) len = b - i;
+        const size_t o = i - r->base;
         if (backward)
-            d.quant_bwd(r->p, len, r->x + i, r->dy + i, r->y + i, sc, stride);
+            d.quant_bwd(r->p, len, r->x + o, r->dy + o, r->y + o, sc, stride);
         else
-            d.quant_fwd(r->p, len, r->x + i, r->y + i, i, sc, sc2, stride);
+            d.quant_fwd(r->p, len, r->x + o, r->y + o, i, sc, sc2, stride);
         i += len;
     }
 }
@@ -83,7 +85,7 @@ int qnn_quant_forward(const qnn_quant_params *p, const float *x, float *y, size_
                       const float *sc, const float *sc2, size_t S, size_t inner) {
     if (p->op <= 0 || p->op >= QNN_Q_OP_END) return QNN_EINVAL;
     if (sc && (S == 0 || inner == 0)) return QNN_EINVAL;
-    run_args r = {p, x, NULL, y, sc, sc2, S, inner};
+    run_args r = {p, x, NULL, y, sc, sc2, S, inner, 0};
     run_threaded(&r, n, 0);
     return QNN_OK;
 }
@@ -92,9 +94,16 @@ int qnn_quant_backward(const qnn_quant_params *p, const float *x, const float *d
                        size_t n, const float *sc, size_t S, size_t inner) {
     if (p->op <= 0 || p->op >= QNN_Q_OP_END) return QNN_EINVAL;
     if (sc && (S == 0 || inner == 0)) return QNN_EINVAL;
-    run_args r = {p, x, dy, dx, sc, NULL, S, inner};
+    run_args r = {p, x, dy, dx, sc, NULL, S, inner, 0};
     run_threaded(&r, n, 1);
     return QNN_OK;
+}
+
+void qnn_quant_run(const qnn_quant_params *p, const float *x, const float *dy, float *y,
+                   const float *sc, const float *sc2, size_t S, size_t inner, size_t i0, size_t n,
+                   int backward) {
+    run_args r = {p, x, dy, y, sc, sc2, S, inner, i0};
+    run_range(&r, i0, i0 + n, backward);
 }
 
 void qnn_uniform_fill(uint64_t key, uint64_t offset, float *out, size_t n) {
