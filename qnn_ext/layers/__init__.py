@@ -5,6 +5,7 @@ from .conv import (Conv1D, Conv2D, Conv2DTranspose, DepthwiseConv2D, QConv1D, QC
                    SeparableConv1D, SeparableConv2D)
 from .core import (Activation, Add, Concatenate, Dense, Dropout, Flatten, LeakyReLU, QActivation,
                    QDense, ReLU, Reshape, Softmax)
+from .bn_folding import QConv2DBatchnorm, QDepthwiseConv2DBatchnorm
 from .normalization import BatchNormalization, QBatchNormalization, QScaleShift
 from .pooling import (AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPooling2D,
                       QAveragePooling2D, QGlobalAveragePooling2D)
@@ -16,7 +17,7 @@ _CLASSES = {c.__name__: c for c in (
     SeparableConv2D, Activation, Add, Concatenate, Dense, Dropout, Flatten, LeakyReLU,
     QActivation, QDense, ReLU, Reshape, Softmax, BatchNormalization, QBatchNormalization,
     QScaleShift, AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPooling2D,
-    QAveragePooling2D, QGlobalAveragePooling2D)}
+    QAveragePooling2D, QGlobalAveragePooling2D, QConv2DBatchnorm, QDepthwiseConv2DBatchnorm)}
 
 __all__ = sorted(_CLASSES) + ["Input", "Layer", "KerasTensor", "QInitializer", "deserialize"]
 
