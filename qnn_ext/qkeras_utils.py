@@ -15,11 +15,15 @@ from .quantizers import quantized_bits, quantized_po2, quantized_relu, quantized
 
 __all__ = ["model_save_quantized_weights", "extract_model_operations", "print_qstats",
            "get_model_sparsity", "print_model_sparsity", "get_quant_mode", "get_operation_type",
-           "find_bn_fusing_layer_pair", "add_bn_fusing_weights"]
+           "find_bn_fusing_layer_pair", "add_bn_fusing_weights", "analyze_accumulator",
+           "analyze_accumulator_from_sample", "quantized_model_debug",
+           "clone_model_and_freeze_auto_po2_scale"]
 
 _OP_LAYERS = ("QDense", "QConv2D", "QConv1D", "QDepthwiseConv2D", "QSeparableConv1D",
               "QSeparableConv2D")
 _FOLDED = ("QConv2DBatchnorm", "QDepthwiseConv2DBatchnorm")
+# QKeras's estimate functions unfold these first: they count as the plain Q conv they become
+_UNFOLDED = {"QConv2DBatchnorm": "QConv2D", "QDepthwiseConv2DBatchnorm": "QDepthwiseConv2D"}
 _RNN = ("QSimpleRNN", "QLSTM", "QGRU")
 
 
@@ -259,7 +263,8 @@ def _activation_cache(model):
             cache[id(t)] = input_quantizer
         elif _cls(layer) in ("QActivation", "QAdaptiveActivation"):
             cache[id(t)] = getattr(layer, "quantizer", None) or layer.activation
-        elif _cls(layer) in ("QDense", "QConv2D", "QConv1D", "QDepthwiseConv2D"):
+        elif _UNFOLDED.get(_cls(layer), _cls(layer)) in ("QDense", "QConv2D", "QConv1D",
+                                                           "QDepthwiseConv2D"):
             cache[id(t)] = layer.activation
         else:
             q = cache.get(id(t.inputs[0])) if t.inputs else None
@@ -286,17 +291,19 @@ def get_operation_type(layer, cache, input_tensor=None):
 def extract_model_operations(model):
     """QKeras's ``extract_model_operations``: ``{layer_name: {"type", "number_of_operations",
     "number_of_weights", "number_of_bias", "type_of_weights", "type_of_bias"}}`` for the Q
-    conv/dense layers. Shapes come from the model's graph tensors."""
+    conv/dense layers (folded QConv2DBatchnorm/QDepthwiseConv2DBatchnorm count as the QConv2D /
+    QDepthwiseConv2D QKeras unfolds them into). Shapes come from the model's graph tensors."""
     cache = _activation_cache(model)
     calls, _ = _graph(model)
     ops = {}
     for t in calls:
-        layer, cname = t.layer, _cls(t.layer)
+        layer = t.layer
+        cname = _UNFOLDED.get(_cls(layer), _cls(layer))
         if cname not in _OP_LAYERS:
             continue
         x = t.inputs[0]
         in_shape, out_shape = tuple(x.shape), tuple(t.shape)
-        w = layer.get_weights()
+        w = layer.get_folded_weights() if _cls(layer) in _FOLDED else layer.get_weights()
         qs = layer.get_quantizers()
         if cname in ("QConv2D", "QDepthwiseConv2D", "QSeparableConv2D"):
             ci = in_shape[3]
@@ -445,3 +452,215 @@ def print_model_sparsity(model):
                 parts.append("({}, {})".format(v.name, str(1.0 - np.count_nonzero(a) / float(a.size))))
             print("{}: {}".format(layer.name, ", ".join(parts)))
     print("\n")
+
+
+# ---------------------------------------------------------------- accumulators
+_ACC_LAYERS = ("QDense", "QConv1D", "QConv2D", "QDepthwiseConv2D", "QConv2DBatchnorm",
+               "QDepthwiseConv2DBatchnorm")
+
+
+def _kernel_and_bias(layer):
+    """(kernel as (fan_in, output_channels), bias) of a conv/dense layer; folded layers give
+    their folded weights (QKeras unfolds them first)."""
+    if _cls(layer) in _FOLDED:
+        k, b = layer.get_folded_weights()
+    else:
+        ws = layer.get_weights()
+        k = ws[0]
+        b = ws[1] if getattr(layer, "use_bias", False) else None
+    if _cls(layer).startswith("QDepthwise"):
+        # (kh, kw, C, dm): output channel c*dm + j sums over kh*kw taps only
+        k = k.reshape(-1, k.shape[2] * k.shape[3])
+    else:
+        k = k.reshape(-1, k.shape[-1])
+    if b is None:
+        b = np.zeros((k.shape[1],), np.float32)
+    return np.asarray(k, np.float64), np.asarray(b, np.float64)
+
+
+def analyze_accumulator(in_model, x, verbose=False):
+    """QKeras's ``analyze_accumulator``: for each QDense/QConv1D/QConv2D/QDepthwiseConv2D (and
+    folded) layer, with ``x = {layer_name: (x_min, x_max)}`` its input range, the accumulator
+    size ``ceil(log2(max_i max(n1_i, n0_i)))`` (no sign bit) where, per output channel i,
+    ``P_i``/``N_i`` are the sums of the positive/negative weights (+ the bias if of that sign)
+    and ``n1 = P*[x_max>0]*x_max + N*[x_min<0]*x_min``, ``n0 = -(N*[x_max>0]*x_max +
+    P*[x_min<0]*x_min)``. Uses the float weights, as QKeras. Returns ``{layer_name: bits}``.
+
+    QKeras loops over ``range(kernel.shape[1])``, right only for Dense; here every output
+    channel of every layer type is used (identical for Dense)."""
+    acc_sizes = {}
+    for layer in in_model.layers:
+        if _cls(layer) not in _ACC_LAYERS:
+            continue
+        if layer.name not in x:
+            raise ValueError(f"analyze_accumulator: no input range for layer '{layer.name}' "
+                             f"(x must map every quantized layer name to (min, max))")
+        k, b = _kernel_and_bias(layer)
+        x_min, x_max = (float(v) for v in x[layer.name])
+        npp = (k * (k > 0)).sum(axis=0) + (b > 0) * b
+        nnn = (k * (k < 0)).sum(axis=0) + (b < 0) * b
+        n1 = npp * (x_max > 0) * x_max + nnn * (x_min < 0) * x_min
+        n0 = -(nnn * (x_max > 0) * x_max + npp * (x_min < 0) * x_min)
+        biggest = float(np.max(np.maximum(n1, n0)))
+        bits = int(np.ceil(np.log2(biggest))) if biggest > 0 else 0
+        acc_sizes[layer.name] = bits
+        if verbose:
+            print()
+            print(layer.name, "- input range:", x[layer.name])
+            print("  max value:", np.amax(k))
+            print("  min value:", np.amin(k))
+            print("  most positive sum:", np.amax(n1))
+            print("  most negative sum:", -np.amax(n0))
+            print("  number of bits:", bits)
+    if verbose:
+        print()
+    return acc_sizes
+
+
+def _layer_values(model, x):
+    """Inference-mode run of `model` on `x` keeping every layer's (input, output), by name."""
+    xs = model._check_inputs(x if isinstance(x, (list, tuple)) else [x])
+    values = {id(t): a for t, a in zip(model.inputs, xs)}
+    seen = {}
+    for t in model._order:
+        ins = [values[id(u)] for u in t.inputs]
+        values[id(t)] = t.layer.call(ins if len(ins) > 1 else ins[0], training=False)
+        seen[t.layer.name] = (ins[0], values[id(t)])
+    return seen
+
+
+def analyze_accumulator_from_sample(in_model, x_sample, mode="conservative", verbose=False):
+    """QKeras's ``analyze_accumulator_from_sample``: "sampled" -> ``ceil(log2(max|output|))``
+    of each quantized conv/dense layer on `x_sample` (0 for an all-zero output);
+    "conservative" -> the input ranges seen on `x_sample` fed to :func:`analyze_accumulator`."""
+    if mode not in ("conservative", "sampled"):
+        raise ValueError(f"analyze_accumulator_from_sample: mode has to be 'conservative' or "
+                         f"'sampled', got {mode!r}")
+    values = _layer_values(in_model, x_sample)
+    names = [layer.name for layer in in_model.layers if _cls(layer) in _ACC_LAYERS]
+    if mode == "sampled":
+        out = {}
+        for n in names:
+            m = float(np.max(np.abs(values[n][1])))
+            out[n] = int(np.ceil(np.log2(m))) if m != 0 else 0
+        return out
+    x_dict = {n: (float(np.min(values[n][0])), float(np.max(values[n][0]))) for n in names}
+    return analyze_accumulator(in_model, x_dict, verbose)
+
+
+# ---------------------------------------------------------------- debugging
+REGISTERED_LAYERS = [
+    "QActivation", "QAdaptiveActivation", "QDense", "QConv1D", "QConv2D", "QSeparableConv1D",
+    "QSeparableConv2D", "QDepthwiseConv2D", "QConv2DTranspose", "QSimpleRNN", "QLSTM", "QGRU",
+    "QBidirectional", "QBatchNormalization", "QConv2DBatchnorm", "QDepthwiseConv2DBatchnorm",
+    "QAveragePooling2D", "QGlobalAveragePooling2D",
+]
+_PLOT_LAYERS = ("QConv1D", "QConv2D", "QConv2DTranspose", "QDense", "QActivation",
+                "QAdaptiveActivation", "QSimpleRNN", "QLSTM", "QGRU", "QBidirectional",
+                "QSeparableConv1D", "QSeparableConv2D")
+_SCALED_LAYERS = ("QConv1D", "QConv2D", "QConv2DTranspose", "QDense", "QSimpleRNN", "QLSTM",
+                  "QGRU", "QSeparableConv1D", "QSeparableConv2D", "QConv2DBatchnorm",
+                  "QDepthwiseConv2DBatchnorm")
+
+
+def _scale_of(quantizer):
+    s = getattr(quantizer, "scale", None)
+    return 1.0 if s is None else s
+
+
+def quantized_model_debug(model, X_test, plot=False, plt_instance=None):
+    """QKeras's ``quantized_model_debug``: prints ``input  min max`` of `X_test`, then for each
+    Q layer ``name  min max`` of its output (divided by the activation's scale for
+    QActivation, with `` a[min max]`` of that scale when it is not 1), `` (min max)`` of each
+    quantized weight (the first weight of conv/dense layers divided by its quantizer's scale)
+    and `` a(min max)`` of a per-channel scale. With ``plot``, histograms go to
+    ``plt_instance`` (a matplotlib.pyplot-like object: hist, title, show)."""
+    if plot and not plt_instance:
+        raise ValueError("quantized_model_debug: plt_instance is required if plot is True")
+    values = _layer_values(model, X_test)
+    X = np.asarray(X_test[0] if isinstance(X_test, (list, tuple)) else X_test)
+    print("{:30} {: 8.4f} {: 8.4f}".format("input", np.min(X), np.max(X)))
+    for layer in model.layers:
+        if _cls(layer) not in REGISTERED_LAYERS:
+            continue
+        p = values[layer.name][1]
+        alpha = (_scale_of(layer.activation) if _cls(layer) in ("QActivation", "QAdaptiveActivation")
+                 else 1.0)
+        alpha = np.asarray(alpha, np.float64)
+        print("{:30} {: 8.4f} {: 8.4f}".format(layer.name, np.min(p / alpha), np.max(p / alpha)),
+              end="")
+        if np.any(alpha != 1.0):
+            print(" a[{: 8.4f} {:8.4f}]".format(np.min(alpha), np.max(alpha)))
+        if plot and _cls(layer) in _PLOT_LAYERS:
+            plt_instance.hist(p.flatten(), bins=25)
+            plt_instance.title(layer.name + "(output)")
+            plt_instance.show()
+        alpha = None
+        ws = layer.get_folded_weights() if _cls(layer) in _FOLDED else layer.get_weights()
+        qs = layer.get_quantizers() if hasattr(layer, "get_quantizers") else []
+        for i, w in enumerate(ws):
+            q = qs[i] if i < len(qs) else None
+            if q:
+                w = _apply(q, w)
+                if i == 0 and _cls(layer) in _SCALED_LAYERS:
+                    alpha = np.asarray(_scale_of(q), np.float64)
+                    safe = np.where(alpha == 0.0, 1.0, alpha)
+                    w = np.where(alpha == 0.0, w * alpha, w / safe)  # a zero scale zeroes them
+                    if plot:
+                        plt_instance.hist(w.flatten(), bins=25)
+                        plt_instance.title(layer.name + "(weights)")
+                        plt_instance.show()
+            print(" ({: 8.4f} {: 8.4f})".format(np.min(w), np.max(w)), end="")
+        if alpha is not None and alpha.ndim > 0:
+            print(" a({: 10.6f} {: 10.6f})".format(np.min(alpha), np.max(alpha)), end="")
+        print("")
+
+
+# ---------------------------------------------------------------- auto_po2 freezing
+def _is_auto_po2_bits(q):
+    return isinstance(q, quantized_bits) and isinstance(q.alpha, str) and q.alpha == "auto_po2"
+
+
+def clone_model_and_freeze_auto_po2_scale(orig_model=None, orig_model_path=None,
+                                          quantize_model_weights=False):
+    """QKeras's ``clone_model_and_freeze_auto_po2_scale``: a copy of the model in which every
+    ``quantized_bits(alpha="auto_po2")`` quantizer carries its current scale as
+    ``post_training_scale`` (so the scale no longer follows the weights), with the same
+    weights. At most one such quantizer per layer; each must have run (call the model once).
+    Returns ``(new_model, hw_weights)`` where ``hw_weights`` is
+    ``model_save_quantized_weights(new_model)`` if ``quantize_model_weights`` else None."""
+    from .saving import _build, _class_name
+    from .utils import load_qmodel
+    if orig_model is None and orig_model_path is None:
+        raise ValueError("clone_model_and_freeze_auto_po2_scale: give orig_model or orig_model_path")
+    if orig_model is None:
+        orig_model = load_qmodel(orig_model_path, compile=False)
+    config = orig_model.get_config()
+    for spec in config["layers"]:
+        name = spec.get("name") or spec["config"].get("name")
+        if spec["class_name"] == "InputLayer":
+            continue
+        layer = orig_model.get_layer(name)
+        if not hasattr(layer, "get_quantizers"):
+            continue
+        found = []
+        for key, value in spec["config"].items():
+            if not key.endswith("_quantizer"):
+                continue
+            q = getattr(layer, key + "_internal", None)
+            if _is_auto_po2_bits(q):
+                found.append((key, q))
+        if len(found) > 1:
+            raise ValueError(f"clone_model_and_freeze_auto_po2_scale: layer '{name}' has more than "
+                             f"one auto_po2 quantizer ({', '.join(k for k, _ in found)}); only one "
+                             f"is allowed")
+        for key, q in found:
+            if q.scale is None:
+                raise ValueError(f"clone_model_and_freeze_auto_po2_scale: the {key} of layer "
+                                 f"'{name}' has no scale yet: run the model once first")
+            qcfg = spec["config"][key]
+            qcfg["config"]["post_training_scale"] = np.asarray(q.scale, np.float32).tolist()
+    new_model = _build(_class_name(orig_model), config, None, f"model '{orig_model.name}'")
+    new_model.set_weights(orig_model.get_weights())
+    hw = model_save_quantized_weights(new_model) if quantize_model_weights else None
+    return new_model, hw
