@@ -91,14 +91,16 @@ def export_hls4ml_config(model, default_precision=DEFAULT_PRECISION, reuse_facto
     """hls4ml's ``config_from_keras_model(model, granularity="name")`` for a qnn_ext model:
     ``{"Model": {"Precision", "ReuseFactor", "Strategy"}, "LayerName": {name: {"Precision":
     {...}}}}``. Weight layers get "weight"/"bias" (separable: "depthwise"/"pointwise"/"bias")
-    from their quantizers and "result" from a quantizer activation; QActivation layers get
-    "result"; layers with nothing quantized get the model default for every entry. Values per the
+    from their quantizers (float weights: the default precision) and "result" from a quantizer
+    activation; QActivation layers get "result"; the input layer gets the default; layers with
+    neither weights nor quantizers are not listed (hls4ml gives them the model default). Values per the
     module table; the result is plain data (JSON-serialisable)."""
     layers = {}
     for layer in model.layers:
         cls = type(layer).__name__
         prec = {}
-        for key, attr in _WEIGHTS.get(cls, ()):
+        # float weight layers (Dense, Conv2D, ...) list their weights at the default precision
+        for key, attr in _WEIGHTS.get(cls) or _WEIGHTS.get("Q" + cls, ()):
             q = getattr(layer, f"{attr}_quantizer_internal", None)
             if attr == "bias" and not getattr(layer, "use_bias", True):
                 continue
