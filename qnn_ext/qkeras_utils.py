@@ -115,6 +115,27 @@ def add_bn_fusing_weights(prev_layer, bn_layer, saved_weights):
     entry["fused_bias"] = (inv * prev_bias + beta - inv * mean).astype(np.float32)
 
 
+_POOLING = ("QAveragePooling2D", "QGlobalAveragePooling2D")
+
+
+def _pooling_factors(layer, calls):
+    """QKeras's pooling entries: ``pool_area`` (pool_size product, or H*W of the input for the
+    global pool), ``mult_factor = 1/pool_area`` and ``q_mult_factor = Q(1/pool_area)`` (the
+    factor the layer really multiplies by; ``1/pool_area`` without an average_quantizer)."""
+    if _cls(layer) == "QAveragePooling2D":
+        area = int(np.prod(layer.pool_size))
+    else:
+        t = next((t for t in calls if t.layer is layer), None)
+        shape = t.inputs[0].shape if t is not None else layer._build_input_shape
+        if shape is None or shape[1] is None or shape[2] is None:
+            raise ValueError(f"{layer.name}: the pooled input size is unknown, so is the pool area")
+        area = int(shape[1]) * int(shape[2])
+    mult = np.float32(1.0 / area)
+    q = layer.average_quantizer_internal
+    q_mult = _apply(q, np.array([mult], np.float32))[0] if q else mult
+    return {"q_mult_factor": np.float32(q_mult), "mult_factor": mult, "pool_area": area}
+
+
 def model_save_quantized_weights(model, filename=None, custom_objects={}):
     """QKeras's ``model_save_quantized_weights``: quantize every Q layer's weights, **set the
     model's weights to the quantized values**, and return ``{layer_name: {"weights": [hw
@@ -123,10 +144,13 @@ def model_save_quantized_weights(model, filename=None, custom_objects={}):
     Hardware weights: po2 quantizers give ``round(log2|w|)`` (plus "signs" in {-1, +1} for
     quantized_po2); ``quantized_bits(alpha="auto_po2")`` gives the integer weights
     ``w * 2**(bits-keep_negative) / 2**integer`` with "scales" ``scale * 2**integer /
-    2**(bits-keep_negative)``; other weights are the quantized values. ``filename`` ->
+    2**(bits-keep_negative)``; other weights are the quantized values. QAveragePooling2D /
+    QGlobalAveragePooling2D entries add ``pool_area``, ``mult_factor = 1/pool_area`` and
+    ``q_mult_factor = Q(1/pool_area)``. ``filename`` ->
     ``model.save_weights(filename)``. ``custom_objects`` is accepted for signature
     compatibility (unused: the model's quantizer objects are used directly)."""
     saved = {}
+    calls, _ = _graph(model)
     pairs, bn_skip = find_bn_fusing_layer_pair(model)
     print("... quantizing model")
     for layer in model.layers:
@@ -187,6 +211,8 @@ def model_save_quantized_weights(model, filename=None, custom_objects={}):
             saved[layer.name]["signs"] = signs
         if has_scale:
             saved[layer.name]["scales"] = scales
+        if _cls(layer) in _POOLING:
+            saved[layer.name].update(_pooling_factors(layer, calls))
         if not folded:
             layer.set_weights(weights)
         else:

@@ -14,6 +14,7 @@ from qnn_ext.utils import (analyze_accumulator, analyze_accumulator_from_sample,
                            clone_model_and_freeze_auto_po2_scale, export_hls4ml_config,
                            quantized_model_debug)
 from qnn_ext.hls4ml_export import quantizer_precision
+from qnn_ext.utils import set_random_seed
 
 F32 = np.float32
 RNG = np.random.default_rng(11)
@@ -145,6 +146,7 @@ def auto_po2_model():
 
 
 def test_clone_model_and_freeze_auto_po2_scale(tmp_path):
+    set_random_seed(5)
     m = auto_po2_model()
     xs = rnd(5, 6)
     y0 = m.predict(xs, verbose=0)
@@ -171,8 +173,12 @@ def test_clone_model_and_freeze_auto_po2_scale(tmp_path):
                                                       quantize_model_weights=True)
     ks = hw["d"]["scales"] if "scales" in hw["d"] else None
     assert ks is None  # the last weight (bias) is not auto_po2: QKeras reports no scales
-    w_hw = hw["d"]["weights"][0]
-    np.testing.assert_array_equal(w_hw, np.round(w_hw))  # integers (times the frozen scale)
+    # hw weights are integer codes times the (frozen) per-channel scale
+    s = np.asarray(again.get_layer("d").kernel_quantizer_internal.scale).reshape(1, -1)
+    np.testing.assert_array_equal(s, scale.reshape(1, -1))
+    codes = hw["d"]["weights"][0] / s
+    np.testing.assert_array_equal(codes, np.round(codes))
+    assert np.abs(codes).max() <= 7
 
 
 def test_clone_model_and_freeze_errors():
@@ -254,3 +260,26 @@ def test_export_warns_for_scales_and_unmapped_quantizers():
     assert cfg["LayerName"]["d"]["Precision"] == {"weight": "ap_fixed<4,1>",
                                                   "bias": "ap_fixed<16,6>",
                                                   "result": "ap_fixed<16,6>"}
+
+
+# ---------------------------------------------------------------- pooling entries of the hw dict
+def test_model_save_quantized_weights_pooling_factors(capsys):
+    from qnn_ext import QAveragePooling2D, QGlobalAveragePooling2D
+    from qnn_ext.utils import model_save_quantized_weights
+    x = Input((6, 6, 2))
+    ap = QAveragePooling2D(3, average_quantizer="quantized_bits(4,0,1)", name="ap")
+    gp = QGlobalAveragePooling2D(average_quantizer=quantized_bits(8, 0, 1), name="g")
+    plain = QGlobalAveragePooling2D(name="plain")
+    y = ap(x)
+    m = Model(x, [gp(y), plain(y)])
+    out = model_save_quantized_weights(m)
+    assert "... quantizing model" in capsys.readouterr().out
+    # 1/9 on the 4-bit grid (step 1/8) -> 0.125; 1/4 is exact in 8 bits
+    assert out["ap"]["pool_area"] == 9 and out["ap"]["q_mult_factor"] == 0.125
+    assert out["ap"]["mult_factor"] == np.float32(1 / 9)
+    assert (out["g"]["pool_area"], out["g"]["q_mult_factor"]) == (4, 0.25)
+    assert out["plain"]["q_mult_factor"] == np.float32(0.25)   # no quantizer: 1/area
+    # the factor is what the layers multiply by: avg(x*A)*Q(1/A)
+    xs = rnd(2, 6, 6, 2)
+    win = xs.reshape(2, 2, 3, 2, 3, 2).sum(axis=(2, 4))
+    np.testing.assert_allclose(ap(xs), win * out["ap"]["q_mult_factor"], rtol=1e-6)
