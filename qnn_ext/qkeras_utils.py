@@ -144,7 +144,9 @@ def model_save_quantized_weights(model, filename=None, custom_objects={}):
     Hardware weights: po2 quantizers give ``round(log2|w|)`` (plus "signs" in {-1, +1} for
     quantized_po2); ``quantized_bits(alpha="auto_po2")`` gives the integer weights
     ``w * 2**(bits-keep_negative) / 2**integer`` with "scales" ``scale * 2**integer /
-    2**(bits-keep_negative)``; other weights are the quantized values. QAveragePooling2D /
+    2**(bits-keep_negative)``; other weights are the quantized values. "signs" / "scales" are
+    present when any weight of the layer produced them (QKeras's utils_test reports the scales of
+    an auto_po2 kernel followed by a plainly quantized bias). QAveragePooling2D /
     QGlobalAveragePooling2D entries add ``pool_area``, ``mult_factor = 1/pool_area`` and
     ``q_mult_factor = Q(1/pool_area)``. ``filename`` ->
     ``model.save_weights(filename)``. ``custom_objects`` is accepted for signature
@@ -171,11 +173,9 @@ def model_save_quantized_weights(model, filename=None, custom_objects={}):
         for quantizer, weight in zip(qs, ws):
             weight = _apply(quantizer, weight)
             weights.append(weight)
-            # QKeras resets both flags per weight: only the last weight's kind is reported
-            has_sign = has_scale = False
             q_name = _quantizer_name(quantizer) if quantizer else ""
             if quantizer and "_po2" in q_name:
-                has_sign = isinstance(quantizer, quantized_po2)   # relu_po2 has no sign
+                has_sign = has_sign or isinstance(quantizer, quantized_po2)  # relu_po2: no sign
                 sign = np.sign(weight)
                 sign = sign + (1.0 - np.abs(sign))               # zeros -> +1
                 with np.errstate(divide="ignore"):
@@ -647,13 +647,33 @@ def _is_auto_po2_bits(q):
     return isinstance(q, quantized_bits) and isinstance(q.alpha, str) and q.alpha == "auto_po2"
 
 
+def _quantizer_inputs(layer):
+    """{config key of a quantizer: the array it quantizes} for a Q layer: its weights (folded
+    ones for folded layers), and for QBatchNormalization also the inverse it computes."""
+    if _cls(layer) in _FOLDED:
+        fk, fb = layer.get_folded_weights()
+        kname = "kernel" if _cls(layer) == "QConv2DBatchnorm" else "depthwise"
+        return {f"{kname}_quantizer": fk, "bias_quantizer": fb}
+    if _cls(layer) == "QBatchNormalization":
+        c = layer.moving_mean.value.shape[0]
+        g, b = layer._gamma_beta(c)
+        gq = _apply(layer.gamma_quantizer_internal, g)
+        vq = _apply(layer.variance_quantizer_internal, layer.moving_variance.value)
+        inv = (gq / np.sqrt(vq + np.float32(layer.epsilon))).astype(np.float32)
+        return {"gamma_quantizer": g, "beta_quantizer": b,
+                "mean_quantizer": layer.moving_mean.value,
+                "variance_quantizer": layer.moving_variance.value, "inverse_quantizer": inv}
+    spec = getattr(layer, "_wspec", {})
+    return {f"{w}_quantizer": sp["var"].value for w, sp in spec.items() if "var" in sp}
+
+
 def clone_model_and_freeze_auto_po2_scale(orig_model=None, orig_model_path=None,
                                           quantize_model_weights=False):
     """QKeras's ``clone_model_and_freeze_auto_po2_scale``: a copy of the model in which every
-    ``quantized_bits(alpha="auto_po2")`` quantizer carries its current scale as
-    ``post_training_scale`` (so the scale no longer follows the weights), with the same
-    weights. At most one such quantizer per layer; each must have run (call the model once).
-    Returns ``(new_model, hw_weights)`` where ``hw_weights`` is
+    ``quantized_bits(alpha="auto_po2")`` quantizer carries, as ``post_training_scale``, the
+    scale it computes on the layer's current weights (so the scale no longer follows the
+    weights), with the same weights. At most one such quantizer per layer (ValueError
+    otherwise). Returns ``(new_model, hw_weights)``, ``hw_weights`` being
     ``model_save_quantized_weights(new_model)`` if ``quantize_model_weights`` else None."""
     from .saving import _build, _class_name
     from .utils import load_qmodel
@@ -669,23 +689,23 @@ def clone_model_and_freeze_auto_po2_scale(orig_model=None, orig_model_path=None,
         layer = orig_model.get_layer(name)
         if not hasattr(layer, "get_quantizers"):
             continue
-        found = []
-        for key, value in spec["config"].items():
-            if not key.endswith("_quantizer"):
-                continue
-            q = getattr(layer, key + "_internal", None)
-            if _is_auto_po2_bits(q):
-                found.append((key, q))
+        found = [(key, getattr(layer, key + "_internal", None)) for key in spec["config"]
+                 if key.endswith("_quantizer")]
+        found = [(k, q) for k, q in found if _is_auto_po2_bits(q)]
         if len(found) > 1:
             raise ValueError(f"clone_model_and_freeze_auto_po2_scale: layer '{name}' has more than "
                              f"one auto_po2 quantizer ({', '.join(k for k, _ in found)}); only one "
                              f"is allowed")
-        for key, q in found:
-            if q.scale is None:
-                raise ValueError(f"clone_model_and_freeze_auto_po2_scale: the {key} of layer "
-                                 f"'{name}' has no scale yet: run the model once first")
-            qcfg = spec["config"][key]
-            qcfg["config"]["post_training_scale"] = np.asarray(q.scale, np.float32).tolist()
+        if not found:
+            continue
+        key, q = found[0]
+        value = _quantizer_inputs(layer).get(key)
+        if value is not None:
+            q(np.asarray(value, np.float32), training=False)  # the scale of the current weights
+        if q.scale is None:
+            raise ValueError(f"clone_model_and_freeze_auto_po2_scale: the {key} of layer "
+                             f"'{name}' has no scale: run the model once first")
+        spec["config"][key]["config"]["post_training_scale"] = np.asarray(q.scale, np.float32).tolist()
     new_model = _build(_class_name(orig_model), config, None, f"model '{orig_model.name}'")
     new_model.set_weights(orig_model.get_weights())
     hw = model_save_quantized_weights(new_model) if quantize_model_weights else None

@@ -14,7 +14,7 @@ from qnn_ext.utils import (analyze_accumulator, analyze_accumulator_from_sample,
                            clone_model_and_freeze_auto_po2_scale, export_hls4ml_config,
                            quantized_model_debug)
 from qnn_ext.hls4ml_export import quantizer_precision
-from qnn_ext.utils import set_random_seed
+from qnn_ext.utils import load_qmodel, set_random_seed
 
 F32 = np.float32
 RNG = np.random.default_rng(11)
@@ -171,28 +171,74 @@ def test_clone_model_and_freeze_auto_po2_scale(tmp_path):
     new.save(path)
     again, hw = clone_model_and_freeze_auto_po2_scale(orig_model_path=path,
                                                       quantize_model_weights=True)
-    ks = hw["d"]["scales"] if "scales" in hw["d"] else None
-    assert ks is None  # the last weight (bias) is not auto_po2: QKeras reports no scales
-    # hw weights are integer codes times the (frozen) per-channel scale
+    # hw weights are w * 2**(bits-1-integer) = w*8, i.e. integer codes times the frozen
+    # per-channel scale; "scales" = scale * 2**(integer-bits+1)
     s = np.asarray(again.get_layer("d").kernel_quantizer_internal.scale).reshape(1, -1)
     np.testing.assert_array_equal(s, scale.reshape(1, -1))
+    np.testing.assert_array_equal(hw["d"]["scales"][0].reshape(1, -1), s / 8)
     codes = hw["d"]["weights"][0] / s
     np.testing.assert_array_equal(codes, np.round(codes))
     assert np.abs(codes).max() <= 7
 
 
+def scale_freezing_model(bias_quantizer):
+    """QKeras utils_test.create_test_model_for_scale_freezing, weights included."""
+    from qnn_ext import QBatchNormalization
+    x = x_in = Input((4, 4, 1), name="input")
+    x = QConv2D(filters=4, kernel_size=2, strides=2,
+                kernel_quantizer=quantized_bits(4, 2, 1, alpha="auto_po2"),
+                bias_quantizer=quantized_bits(4, 2, 1), use_bias=False, name="conv")(x)
+    x = QDepthwiseConv2D(kernel_size=2, strides=1,
+                         depthwise_quantizer=quantized_bits(6, 3, 1, alpha="auto_po2"),
+                         use_bias=False, bias_quantizer=quantized_bits(4, 2, 1), name="dw_conv")(x)
+    x = QBatchNormalization(mean_quantizer=quantized_bits(4, 2, 1), gamma_quantizer=None,
+                            variance_quantizer=None, beta_quantizer=quantized_bits(4, 0, 1),
+                            inverse_quantizer=quantized_bits(8, 0, 1, alpha="auto_po2"),
+                            name="bn")(x)
+    x = QActivation(activation=quantized_bits(4, 0), name="relu")(x)
+    x = Flatten(name="flatten")(x)
+    x = QDense(units=2, kernel_quantizer=quantized_bits(4, 2, 1, alpha="auto_po2"),
+               bias_quantizer=bias_quantizer, name="dense")(x)
+    m = Model(inputs=x_in, outputs=x)
+    m.get_layer("conv").set_weights([np.array(
+        [0.23, 2.76, 0.1, 0.33, 0.53, 0.16, 0.3, 1.7, -0.9, 1.43, 2.31, -0.2, -1.7, 0.39, -2.03,
+         1.79]).reshape(2, 2, 1, 4)])
+    m.get_layer("dw_conv").set_weights([np.array(
+        [0.03, 3.6, 2.1, 1.2, 0.13, 1.3, -0.3, 1.2, -0.7, -10.3, 11.7, -0.92, -10.7, 0.59, -1.93,
+         2.8]).reshape((2, 2, 4, 1))])
+    m.get_layer("bn").set_weights([np.array([0.28, 1.33, 2.27, 3.36]),
+                                   np.array([0.31, 0.1, 0.03, 4.26]),
+                                   np.array([0.89, -0.21, 1.97, 2.06]),
+                                   np.array([1.2, 0.9, 13.2, 10.9])])
+    m.get_layer("dense").set_weights([np.array([0.13, 0.66, 0.21, 0.23, 1.07, -0.79, 1.83, 1.81])
+                                      .reshape((4, 2)), np.array([-1.3, 0.7])])
+    return m
+
+
+def test_qkeras_clone_model_and_freeze_auto_po2_scale_numbers(tmp_path):
+    """Port of QKeras utils_test.test_clone_model_and_freeze_auto_po2_scale (+ serialization):
+    the scales come from the current weights, no call needed."""
+    new, hw = clone_model_and_freeze_auto_po2_scale(
+        scale_freezing_model(quantized_bits(4, 2, 1)), quantize_model_weights=True)
+    np.testing.assert_array_equal(hw["conv"]["weights"][0], np.array(
+        [[[[0.5, 6, 0, 0.5]], [[1, 0, 0.5, 3.5]]], [[[-2., 3., 3.5, -0.5]], [[-3.5, 1., -3.5, 3.5]]]]))
+    np.testing.assert_array_equal(hw["conv"]["scales"][0], np.array([[[[0.25, 0.5, 0.25, 0.25]]]]))
+    np.testing.assert_array_equal(hw["dw_conv"]["weights"][0].flatten(), np.array(
+        [0., 14, 8, 4, 0, 6, -2, 4, -2, -42, 46, -4, -42, 2, -8, 12]))
+    np.testing.assert_array_equal(hw["dense"]["scales"][0], np.array([[0.25, 0.25]]))
+    path = tmp_path / "frozen.zip"
+    new.save(path)
+    loaded = load_qmodel(path)
+    assert loaded.get_config() == new.get_config()
+
+
 def test_clone_model_and_freeze_errors():
     with pytest.raises(ValueError, match="orig_model or orig_model_path"):
         clone_model_and_freeze_auto_po2_scale()
-    with pytest.raises(ValueError, match="run the model once"):
-        clone_model_and_freeze_auto_po2_scale(auto_po2_model())
-    x = Input((3,))
-    two = QDense(2, kernel_quantizer=quantized_bits(4, 0, 1, alpha="auto_po2"),
-                 bias_quantizer=quantized_bits(4, 0, 1, alpha="auto_po2"), name="two")
-    m = Model(x, two(x))
-    m.predict(rnd(2, 3), verbose=0)
+    # QKeras's error case: an auto_po2 bias quantizer next to the auto_po2 kernel
     with pytest.raises(ValueError, match="more than one auto_po2"):
-        clone_model_and_freeze_auto_po2_scale(m)
+        clone_model_and_freeze_auto_po2_scale(
+            scale_freezing_model(quantized_bits(4, 2, 1, alpha="auto_po2")))
 
 
 # ---------------------------------------------------------------- hls4ml precisions
@@ -283,3 +329,17 @@ def test_model_save_quantized_weights_pooling_factors(capsys):
     xs = rnd(2, 6, 6, 2)
     win = xs.reshape(2, 2, 3, 2, 3, 2).sum(axis=(2, 4))
     np.testing.assert_allclose(ap(xs), win * out["ap"]["q_mult_factor"], rtol=1e-6)
+
+
+def test_quantizer_object_activation_survives_two_file_round_trips(tmp_path):
+    """A layer rebuilt from a config keeps its activation as the serialized dict; saving it
+    again must write that dict, not its str() (which no loader can read)."""
+    x = Input((4,))
+    m = Model(x, QActivation(quantized_bits(4, 0), name="a")(QDense(3, name="d")(x)))
+    xs = rnd(2, 4)
+    m.save(tmp_path / "one.zip")
+    once = load_qmodel(tmp_path / "one.zip")
+    once.save(tmp_path / "two.zip")
+    twice = load_qmodel(tmp_path / "two.zip")
+    assert twice.get_config() == m.get_config()
+    np.testing.assert_array_equal(twice.predict(xs, verbose=0), m.predict(xs, verbose=0))
