@@ -8,6 +8,7 @@ code does not implement it). quantizers.md §5 lists the rules; they are restate
 """
 import copy
 import json
+import re
 
 import numpy as np
 
@@ -192,13 +193,21 @@ def _quantize_activation_layer(layer, quantizer_config, activation_bits, prefer_
     act_name = act if isinstance(act, str) else None
     if isinstance(quantizer, dict) and not quantizer.get(act_name):
         return  # the dict names other activations only
-    if kind == "QAdaptiveActivation":
-        raise ValueError(f"model_quantize: layer '{cfg.get('name')}' would become a "
-                         f"QAdaptiveActivation, which qnn_ext does not provide; use a "
-                         f"'QActivation' entry")
-    layer["class_name"] = "QActivation"
+    layer["class_name"] = kind
     if isinstance(quantizer, dict):
         quantizer = quantizer[act_name]
+    if quantizer and kind == "QAdaptiveActivation":
+        # QKeras: the string's digits are total_bits, its parameters are dropped
+        if not isinstance(quantizer, str) or "," in quantizer:
+            raise ValueError(f"model_quantize: layer '{cfg.get('name')}': a QAdaptiveActivation "
+                             f"entry takes only the total bits, e.g. 'quantized_relu(4)', got "
+                             f"{quantizer!r}")
+        digits = re.sub(r"[^\d]", "", quantizer)
+        if not digits:
+            raise ValueError(f"model_quantize: layer '{cfg.get('name')}': no bit count in the "
+                             f"QAdaptiveActivation entry {quantizer!r}")
+        cfg["total_bits"] = int(digits)
+        quantizer = re.sub(r"\(.*", "", quantizer)
     if quantizer:
         cfg["activation"] = quantizer
     else:
@@ -271,8 +280,9 @@ def model_quantize(model, quantizer_config, activation_bits, custom_objects=None
       ``ema_freeze_delay`` from the entry; kernel/bias quantizers fall back to the
       QConv2D/QDepthwiseConv2D entry); the BN's epsilon, momentum, ... are carried over.
     * ``transfer_weights``: copies the weights layer by layer (not with folding, as QKeras).
-
-    QAdaptiveActivation is not available: an entry that would create one raises ValueError.
+    * ``prefer_qadaptiveactivation``: for Activation layers look up "QAdaptiveActivation"
+      before "QActivation" (otherwise after); its string's digits become ``total_bits``
+      (``"quantized_relu(4)"`` -> QAdaptiveActivation("quantized_relu", total_bits=4)).
     """
     from .saving import _class_name, model_from_json
     if not isinstance(quantizer_config, dict):

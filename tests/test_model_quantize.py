@@ -251,9 +251,5 @@ def test_errors():
         model_quantize(m, [("QConv2D", "binary")], 4)
     with pytest.raises(ValueError, match="must be a dict"):
         model_quantize(m, {"QConv2D": "binary"}, 4)
-    with pytest.raises(ValueError, match="QAdaptiveActivation"):
-        model_quantize(m, {"QActivation": {"relu": "quantized_relu(4)"},
-                           "QAdaptiveActivation": "quantized_relu(4)"}, 4,
-                       prefer_qadaptiveactivation=True)
     with pytest.raises(ValueError):
         model_quantize(m, {"QConv2D": {"kernel_quantizer": "__import__('os').system('true')"}}, 4)
