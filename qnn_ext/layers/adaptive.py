@@ -43,6 +43,13 @@ class QAdaptiveActivation(Layer):
             raise ValueError(f"{who}: total_bits must be a positive int, got {total_bits!r}")
         if not 0.0 <= float(ema_decay) <= 1.0:
             raise ValueError(f"{who}: ema_decay must be in [0, 1], got {ema_decay!r}")
+        for arg, v in (("quantization_delay", quantization_delay),
+                       ("ema_freeze_delay", ema_freeze_delay), ("current_step", current_step)):
+            if v is None or isinstance(v, Variable):
+                continue
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or abs(v) > 2 ** 24:
+                # steps live in a float32 weight: exact up to 2**24
+                raise ValueError(f"{who}: {arg} must be an int within +-2**24, got {v!r}")
         self.total_bits = int(total_bits)
         self.symmetric = symmetric
         self.quantization_delay = int(quantization_delay)

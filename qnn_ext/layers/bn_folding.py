@@ -56,11 +56,15 @@ class _BatchnormFolding:
         if folding_mode not in _MODES:
             raise ValueError(f"{who}: folding_mode must be one of {_MODES}, got {folding_mode!r}")
         if ema_freeze_delay is not None and (isinstance(ema_freeze_delay, bool)
-                                             or not isinstance(ema_freeze_delay, (int, np.integer))):
-            raise ValueError(f"{who}: ema_freeze_delay must be None or an int, got {ema_freeze_delay!r}")
+                                             or not isinstance(ema_freeze_delay, (int, np.integer))
+                                             or abs(ema_freeze_delay) > 2 ** 24):
+            # the step counter is a float32 weight: exact up to 2**24
+            raise ValueError(f"{who}: ema_freeze_delay must be None or an int within +-2**24, "
+                             f"got {ema_freeze_delay!r}")
         m, e = float(momentum), float(epsilon)
-        if not 0.0 <= m <= 1.0 or not e > 0.0:
-            raise ValueError(f"{who}: need 0 <= momentum <= 1 and epsilon > 0, got {momentum!r}, {epsilon!r}")
+        if not 0.0 <= m <= 1.0 or not 0.0 < e < 1e30:
+            raise ValueError(f"{who}: need 0 <= momentum <= 1 and 0 < epsilon < 1e30 (float32), "
+                             f"got {momentum!r}, {epsilon!r}")
         self.axis, self.momentum, self.epsilon = -1, m, e
         self.center, self.scale = bool(center), bool(scale)
         self.renorm, self.renorm_momentum, self.fused = False, float(renorm_momentum), fused
