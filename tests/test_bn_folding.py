@@ -359,3 +359,61 @@ def test_model_save_quantized_weights_uses_folded_weights(capsys):
     # folded layers keep their float weights
     for w0, w1 in zip(before, layer.get_weights()):
         np.testing.assert_array_equal(w0, w1)
+
+
+# ---------------------------------------------------------------- unfolding
+def test_qkeras_convert_folded_model_to_normal():
+    """Port of QKeras bn_folding_test.test_convert_folded_model_to_normal (an Add stands in for
+    its Maximum): the unfolded QConv2D holds the folded quantized weights, for a sequential and
+    a branching model, and predicts what the folded model predicts at inference."""
+    from qnn_ext import Add, Conv2D
+    from qnn_ext.utils import convert_folded_model_to_normal
+
+    def seq_model():
+        x = Input((2, 2, 1), name="input")
+        layer = qkeras_conv("batch_stats_folding", ema_freeze_delay=10)
+        m = Model(x, layer(x))
+        set_qkeras_weights(layer)
+        return m
+
+    def branching_model():
+        x = Input((2, 2, 1), name="input")
+        x1 = Conv2D(1, (1, 1), name="conv2d_1")(x)
+        x2 = Conv2D(1, (1, 1), name="conv2d_2")(x)
+        layer = qkeras_conv("batch_stats_folding", ema_freeze_delay=10)
+        y = layer(Add(name="add")([x1, x2]))
+        m = Model(x, [y, Dense(2, use_bias=False, kernel_initializer="ones", name="dense")(
+            Flatten(name="flatten")(y))])
+        set_qkeras_weights(layer)
+        return m
+
+    xs = rnd(4, 2, 2, 1)
+    for m in (branching_model(), seq_model()):
+        normal = convert_folded_model_to_normal(m)
+        fold = m.get_layer("foldconv2d")
+        conv = normal.get_layer("foldconv2d")
+        assert type(conv).__name__ == "QConv2D" and conv.use_bias
+        w1, w2 = fold.get_folded_quantized_weight(), conv.get_weights()
+        np.testing.assert_array_equal(w1[0], w2[0])
+        np.testing.assert_array_equal(w1[1], w2[1])
+        np.testing.assert_allclose(w2[0], FOLDED_KERNEL, rtol=1e-6)
+        np.testing.assert_allclose(w2[1], FOLDED_BIAS, rtol=1e-6)
+        for a, b in zip(*(mm.predict(xs, verbose=0) for mm in (m, normal))):
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+
+
+def test_unfolded_depthwise_with_quantizers_predicts_the_same():
+    from qnn_ext.utils import unfold_model
+    x = Input((5, 5, 2))
+    layer = QDepthwiseConv2DBatchnorm(2, depth_multiplier=2, name="d",
+                                      depthwise_quantizer=quantized_bits(6, 2, 1, alpha=1),
+                                      bias_quantizer=quantized_bits(8, 3, 1))
+    m = Model(x, layer(x))
+    layer.set_weights([rnd(2, 2, 2, 2), rnd(4), rnd(4) * 0.2 + 1, rnd(4), np.array([-1], F32),
+                       rnd(4), np.abs(rnd(4)) + 0.5])
+    normal = unfold_model(m)
+    assert type(normal.get_layer("d")).__name__ == "QDepthwiseConv2D"
+    xs = rnd(3, 5, 5, 2)
+    # quantized_bits with a fixed alpha is idempotent, so re-quantizing changes nothing
+    np.testing.assert_allclose(normal.predict(xs, verbose=0), m.predict(xs, verbose=0),
+                               rtol=1e-6, atol=1e-6)

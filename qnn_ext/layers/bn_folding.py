@@ -40,7 +40,8 @@ _MODES = ("ema_stats_folding", "batch_stats_folding")
 class _BatchnormFolding:
     """The batch-norm half shared by the two folded layers. Subclasses provide
     ``_raw_conv(x, w)``, ``_conv_grads(x, dz, w, need_dx)`` -> (dx, dw), ``_channel(v)`` (an
-    output-channel vector shaped to broadcast against the kernel) and ``_kernel_name``."""
+    output-channel vector shaped to broadcast against the kernel), ``_kernel_name`` (the kernel
+    attribute) and ``_quantized`` (its quantizer's prefix)."""
 
     def _init_bn(self, axis, momentum, epsilon, center, scale, beta_initializer,
                  gamma_initializer, moving_mean_initializer, moving_variance_initializer,
@@ -131,7 +132,7 @@ class _BatchnormFolding:
 
     def call(self, x, training=False):
         training = bool(training)
-        kname = self._kernel_name[:-len("_kernel")] if self._kernel_name != "kernel" else "kernel"
+        kname = self._quantized
         kernel = getattr(self, self._kernel_name).value
         c = self.moving_mean.value.shape[0]
         g, beta, b = self._bn_params(c)
@@ -244,8 +245,14 @@ class _BatchnormFolding:
                     ema_freeze_delay=self.ema_freeze_delay, folding_mode=self.folding_mode)
 
     def get_quantizers(self):
-        return [getattr(self, f"{self._kernel_name.replace('_kernel', '')}_quantizer_internal"),
-                self.bias_quantizer_internal]
+        return [getattr(self, f"{self._quantized}_quantizer_internal"), self.bias_quantizer_internal]
+
+    def get_folded_quantized_weight(self):
+        """:meth:`get_folded_weights` through the kernel and bias quantizers (inference mode):
+        the weights an unfolded QConv2D / QDepthwiseConv2D would hold for the same outputs."""
+        fk, fb = self.get_folded_weights()
+        return [self._quantize_value(self._quantized, fk, False),
+                self._quantize_value("bias", fb, False)]
 
 
 _BN_DEFAULTS = dict(axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True,
@@ -269,7 +276,7 @@ class QConv2DBatchnorm(_BatchnormFolding, QConv2D):
     :meth:`get_quantizers` = [kernel_quantizer, bias_quantizer] (they act on the folded
     weights)."""
 
-    _kernel_name = "kernel"
+    _kernel_name, _quantized = "kernel", "kernel"
 
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid",
                  data_format="channels_last", dilation_rate=(1, 1), activation=None,
@@ -327,7 +334,7 @@ class QDepthwiseConv2DBatchnorm(_BatchnormFolding, QDepthwiseConv2D):
     to fold into the depthwise kernel. Weights: depthwise_kernel, [bias], [gamma], [beta],
     iteration, moving_mean, moving_variance."""
 
-    _kernel_name = "depthwise_kernel"
+    _kernel_name, _quantized = "depthwise_kernel", "depthwise"
 
     def __init__(self, kernel_size, strides=(1, 1), padding="valid", depth_multiplier=1,
                  data_format=None, activation=None, use_bias=True,
