@@ -17,7 +17,8 @@ __all__ = ["model_save_quantized_weights", "extract_model_operations", "print_qs
            "get_model_sparsity", "print_model_sparsity", "get_quant_mode", "get_operation_type",
            "find_bn_fusing_layer_pair", "add_bn_fusing_weights", "analyze_accumulator",
            "analyze_accumulator_from_sample", "quantized_model_debug",
-           "clone_model_and_freeze_auto_po2_scale"]
+           "clone_model_and_freeze_auto_po2_scale", "convert_folded_model_to_normal",
+           "unfold_model", "quantized_model_dump"]
 
 _OP_LAYERS = ("QDense", "QConv2D", "QConv1D", "QDepthwiseConv2D", "QSeparableConv1D",
               "QSeparableConv2D")
@@ -487,9 +488,9 @@ _ACC_LAYERS = ("QDense", "QConv1D", "QConv2D", "QDepthwiseConv2D", "QConv2DBatch
 
 def _kernel_and_bias(layer):
     """(kernel as (fan_in, output_channels), bias) of a conv/dense layer; folded layers give
-    their folded weights (QKeras unfolds them first)."""
+    their quantized folded weights (QKeras unfolds them first)."""
     if _cls(layer) in _FOLDED:
-        k, b = layer.get_folded_weights()
+        k, b = layer.get_folded_quantized_weight()  # what QKeras's unfold_model leaves there
     else:
         ws = layer.get_weights()
         k = ws[0]
@@ -547,7 +548,7 @@ def _layer_values(model, x):
     """Inference-mode run of `model` on `x` keeping every layer's (input, output), by name."""
     xs = model._check_inputs(x if isinstance(x, (list, tuple)) else [x])
     values = {id(t): a for t, a in zip(model.inputs, xs)}
-    seen = {}
+    seen = {t.layer.name: (a, a) for t, a in zip(model.inputs, xs)}
     for t in model._order:
         ins = [values[id(u)] for u in t.inputs]
         values[id(t)] = t.layer.call(ins if len(ins) > 1 else ins[0], training=False)
@@ -710,3 +711,68 @@ def clone_model_and_freeze_auto_po2_scale(orig_model=None, orig_model_path=None,
     new_model.set_weights(orig_model.get_weights())
     hw = model_save_quantized_weights(new_model) if quantize_model_weights else None
     return new_model, hw
+
+
+# ---------------------------------------------------------------- unfolding and dumps
+_BN_ONLY_KEYS = ("axis", "momentum", "epsilon", "center", "scale", "beta_initializer",
+                 "gamma_initializer", "moving_mean_initializer", "moving_variance_initializer",
+                 "beta_regularizer", "gamma_regularizer", "beta_constraint", "gamma_constraint",
+                 "renorm", "renorm_clipping", "renorm_momentum", "fused", "virtual_batch_size",
+                 "adjustment", "ema_freeze_delay", "folding_mode")
+
+
+def convert_folded_model_to_normal(model):
+    """QKeras's ``convert_folded_model_to_normal`` (``unfold_model``): a new model in which each
+    QConv2DBatchnorm / QDepthwiseConv2DBatchnorm is the QConv2D / QDepthwiseConv2D (same
+    quantizers, with a bias) holding :meth:`get_folded_quantized_weight`; every other layer keeps
+    its config and weights. The two models give the same inference outputs."""
+    from .saving import _build, _class_name
+    config = model.get_config()
+    for spec in config["layers"]:
+        if spec["class_name"] in _UNFOLDED:
+            spec["class_name"] = _UNFOLDED[spec["class_name"]]
+            cfg = spec["config"]
+            for k in _BN_ONLY_KEYS:
+                cfg.pop(k, None)
+            cfg["use_bias"] = True
+    new = _build(_class_name(model), config, None, f"model '{model.name}'")
+    for layer in model.layers:
+        target = new.get_layer(layer.name)
+        if _cls(layer) in _FOLDED:
+            target.set_weights(layer.get_folded_quantized_weight())
+        elif layer.get_weights():
+            target.set_weights(layer.get_weights())
+    return new
+
+
+unfold_model = convert_folded_model_to_normal
+
+
+def quantized_model_dump(model, x_test, output_dir=None, layers_to_dump=()):
+    """QKeras's ``quantized_model_dump``: writes each chosen layer's inference output on `x_test`
+    as raw float32 to ``<output_dir>/<layer_name>.bin`` (all layers when ``layers_to_dump`` is
+    empty; ``output_dir`` is created, and defaults to a new temporary directory). Returns the
+    directory."""
+    import os
+    import tempfile
+    if not output_dir:
+        output_dir = tempfile.mkdtemp(prefix="qnn_ext_dump_")
+        print("temp dir", output_dir)
+    if not os.path.exists(output_dir):
+        os.makedirs(output_dir)
+        print("create dir", output_dir)
+    names = {layer.name for layer in model.layers}
+    unknown = [n for n in layers_to_dump if n not in names]
+    if unknown:
+        raise ValueError(f"quantized_model_dump: no layer named {', '.join(map(repr, unknown))}")
+    values = _layer_values(model, x_test)
+    for layer in model.layers:
+        if layer.name not in values or (layers_to_dump and layer.name not in layers_to_dump):
+            continue
+        base = os.path.basename(layer.name)
+        if base != layer.name or base in ("", ".", ".."):
+            raise ValueError(f"quantized_model_dump: layer name {layer.name!r} is not a file name")
+        filename = os.path.join(output_dir, base + ".bin")
+        print("writing the layer output tensor to ", filename)
+        np.asarray(values[layer.name][1], dtype=np.float32).tofile(filename)
+    return output_dir

@@ -7,14 +7,16 @@ from .qkeras_utils import (model_save_quantized_weights, extract_model_operation
                            print_qstats, get_model_sparsity, print_model_sparsity,
                            analyze_accumulator, analyze_accumulator_from_sample,
                            quantized_model_debug, clone_model_and_freeze_auto_po2_scale,
-                           find_bn_fusing_layer_pair, add_bn_fusing_weights)
+                           find_bn_fusing_layer_pair, add_bn_fusing_weights,
+                           convert_folded_model_to_normal, unfold_model, quantized_model_dump)
 
 __all__ = ["set_random_seed", "load_qmodel", "quantized_model_from_json", "clone_model"]
 __all__ += ["model_save_quantized_weights", "extract_model_operations", "print_qstats",
             "get_model_sparsity", "print_model_sparsity", "model_quantize", "quantize_activation",
             "analyze_accumulator", "analyze_accumulator_from_sample", "quantized_model_debug",
             "clone_model_and_freeze_auto_po2_scale", "find_bn_fusing_layer_pair",
-            "add_bn_fusing_weights", "export_hls4ml_config"]
+            "add_bn_fusing_weights", "export_hls4ml_config", "convert_folded_model_to_normal",
+            "unfold_model", "quantized_model_dump"]
 
 
 def load_qmodel(filepath, custom_objects=None, compile=True):

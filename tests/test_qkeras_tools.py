@@ -2,6 +2,7 @@
 and export_hls4ml_config."""
 import json
 import math
+import os
 import re
 
 import numpy as np
@@ -343,3 +344,30 @@ def test_quantizer_object_activation_survives_two_file_round_trips(tmp_path):
     twice = load_qmodel(tmp_path / "two.zip")
     assert twice.get_config() == m.get_config()
     np.testing.assert_array_equal(twice.predict(xs, verbose=0), m.predict(xs, verbose=0))
+
+
+def test_quantized_model_dump(tmp_path, capsys):
+    from qnn_ext.utils import quantized_model_dump
+    x = Input((4,), name="inp")
+    d = QDense(3, kernel_quantizer=quantized_bits(4, 0, 1, alpha=1), name="d")
+    a = QActivation("quantized_relu(4,1)", name="a")
+    m = Model(x, a(d(x)))
+    xs = rnd(5, 4)
+    out = quantized_model_dump(m, xs, str(tmp_path / "dump"), layers_to_dump=["a"])
+    assert sorted(os.listdir(out)) == ["a.bin"]
+    np.testing.assert_array_equal(np.fromfile(os.path.join(out, "a.bin"), np.float32).reshape(5, 3),
+                                  m.predict(xs, verbose=0))
+    assert "create dir" in capsys.readouterr().out
+    every = quantized_model_dump(m, xs, str(tmp_path / "all"))
+    assert sorted(os.listdir(every)) == ["a.bin", "d.bin", "inp.bin"]  # inputs too, as QKeras
+    np.testing.assert_array_equal(np.fromfile(os.path.join(every, "inp.bin"), np.float32),
+                                  xs.reshape(-1))
+    np.testing.assert_array_equal(np.fromfile(os.path.join(every, "d.bin"), np.float32),
+                                  d(xs).reshape(-1))
+    with pytest.raises(ValueError, match="no layer named"):
+        quantized_model_dump(m, xs, str(tmp_path), layers_to_dump=["nope"])
+    x = Input((4,))
+    evil = Model(x, QDense(2, name="../escape")(x))
+    with pytest.raises(ValueError, match="not a file name"):
+        quantized_model_dump(evil, xs, str(tmp_path / "e"))
+    assert not (tmp_path / "escape.bin").exists()

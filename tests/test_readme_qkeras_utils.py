@@ -25,7 +25,7 @@ def test_section_has_an_example_per_utility():
     for name in ("print_qstats", "model_quantize", "QConv2DBatchnorm", "QDepthwiseConv2DBatchnorm",
                  "clone_model_and_freeze_auto_po2_scale", "analyze_accumulator(",
                  "analyze_accumulator_from_sample", "quantized_model_debug",
-                 "export_hls4ml_config"):
+                 "export_hls4ml_config", "convert_folded_model_to_normal", "quantized_model_dump"):
         assert name in joined, name
 
 
