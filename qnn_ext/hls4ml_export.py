@@ -86,6 +86,17 @@ def quantizer_precision(quantizer, where="quantizer"):
     return DEFAULT_PRECISION
 
 
+def _adaptive_precision(layer):
+    """QAdaptiveActivation: integer bits differ per channel (per_channel=True), so one type
+    must hold every channel's grid: width b + (max_i - min_i) with max_i integer bits."""
+    ints = layer.integer_bits
+    lo, hi = int(ints.min()), int(ints.max())
+    b = layer.total_bits + hi - lo
+    if layer.keep_negative:
+        return f"ap_fixed<{b},{hi + 1}>"
+    return f"ap_ufixed<{b},{hi}>"
+
+
 def export_hls4ml_config(model, default_precision=DEFAULT_PRECISION, reuse_factor=1,
                          strategy="Latency"):
     """hls4ml's ``config_from_keras_model(model, granularity="name")`` for a qnn_ext model:
@@ -107,7 +118,9 @@ def export_hls4ml_config(model, default_precision=DEFAULT_PRECISION, reuse_facto
             p = quantizer_precision(q, f"{layer.name}.{attr}_quantizer")
             prec[key] = p if p is not None else default_precision
         act = getattr(layer, "activation", None)
-        if isinstance(act, BaseQuantizer) and cls != "QBatchNormalization":
+        if cls == "QAdaptiveActivation" and getattr(layer, "built", False):
+            prec["result"] = _adaptive_precision(layer)
+        elif isinstance(act, BaseQuantizer) and cls != "QBatchNormalization":
             prec["result"] = quantizer_precision(act, f"{layer.name}.activation")
         if cls == "InputLayer":
             prec["result"] = default_precision

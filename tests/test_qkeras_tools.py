@@ -371,3 +371,21 @@ def test_quantized_model_dump(tmp_path, capsys):
     with pytest.raises(ValueError, match="not a file name"):
         quantized_model_dump(evil, xs, str(tmp_path / "e"))
     assert not (tmp_path / "escape.bin").exists()
+
+
+def test_export_adaptive_activation_holds_every_channel():
+    from qnn_ext import QAdaptiveActivation
+    x = Input((3,))
+    qa = QAdaptiveActivation("quantized_bits", 6, per_channel=True, ema_decay=0.0,
+                             quantization_delay=0, name="qa")
+    m = Model(x, qa(x))
+    xs = np.array([[0.3, 5.0, -20.0], [-0.2, 1.0, 30.0]], F32)
+    m(xs, training=True)
+    ints = qa.integer_bits
+    assert len(set(ints.tolist())) > 1
+    prec = export_hls4ml_config(m)["LayerName"]["qa"]["Precision"]["result"]
+    step, lo, hi = grid_of(prec)
+    y = np.asarray(qa(np.linspace(-100, 100, 4001, dtype=F32).reshape(-1, 1).repeat(3, 1)),
+                   np.float64)
+    np.testing.assert_array_equal(np.round(y / step), y / step)
+    assert y.min() >= lo and y.max() <= hi
