@@ -253,3 +253,24 @@ def test_errors():
         model_quantize(m, {"QConv2D": "binary"}, 4)
     with pytest.raises(ValueError):
         model_quantize(m, {"QConv2D": {"kernel_quantizer": "__import__('os').system('true')"}}, 4)
+
+
+def test_sequential_folding_and_inference_matches_conv_then_bn():
+    """A folded Sequential model predicts what conv + BatchNormalization predict when the
+    folded layer holds the same weights and statistics (no quantizers: the float path)."""
+    m = Sequential([Input((6, 6, 2)), Conv2D(3, 3, name="c"), BatchNormalization(name="bn"),
+                    Flatten(name="f"), Dense(2, name="d")])
+    rng = np.random.default_rng(8)
+    m.get_layer("bn").set_weights([rng.random(3).astype(F32) + 0.5, rng.standard_normal(3).astype(F32),
+                                   rng.standard_normal(3).astype(F32), rng.random(3).astype(F32) + 0.5])
+    # quantized_bits(16, 6, alpha=1): step 2**-9 over +-64, close to float for these weights
+    q = model_quantize(m, {"QConv2DBatchnorm": {"kernel_quantizer": "quantized_bits(16,6,1,alpha=1)"}},
+                       8, enable_bn_folding=True)
+    assert type(q).__name__ == "Sequential"
+    assert classes(q) == ["QConv2DBatchnorm", "Flatten", "Dense"]
+    k, b = m.get_layer("c").get_weights()
+    q.get_layer("c").set_weights([k, b] + m.get_layer("bn").get_weights()[:2] + [np.array([-1], F32)]
+                                 + m.get_layer("bn").get_weights()[2:])
+    q.get_layer("d").set_weights(m.get_layer("d").get_weights())
+    xs = rng.standard_normal((4, 6, 6, 2)).astype(F32)
+    np.testing.assert_allclose(q.predict(xs, verbose=0), m.predict(xs, verbose=0), atol=2e-2)
