@@ -20,6 +20,8 @@ __all__ = ["model_save_quantized_weights", "extract_model_operations", "print_qs
 _OP_LAYERS = ("QDense", "QConv2D", "QConv1D", "QDepthwiseConv2D", "QSeparableConv1D",
               "QSeparableConv2D")
 _FOLDED = ("QConv2DBatchnorm", "QDepthwiseConv2DBatchnorm")
+# QKeras's estimate functions unfold these first: they count as the plain Q conv they become
+_UNFOLDED = {"QConv2DBatchnorm": "QConv2D", "QDepthwiseConv2DBatchnorm": "QDepthwiseConv2D"}
 _RNN = ("QSimpleRNN", "QLSTM", "QGRU")
 
 
@@ -111,6 +113,27 @@ def add_bn_fusing_weights(prev_layer, bn_layer, saved_weights):
     entry["fused_bias"] = (inv * prev_bias + beta - inv * mean).astype(np.float32)
 
 
+_POOLING = ("QAveragePooling2D", "QGlobalAveragePooling2D")
+
+
+def _pooling_factors(layer, calls):
+    """QKeras's pooling entries: ``pool_area`` (pool_size product, or H*W of the input for the
+    global pool), ``mult_factor = 1/pool_area`` and ``q_mult_factor = Q(1/pool_area)`` (the
+    factor the layer really multiplies by; ``1/pool_area`` without an average_quantizer)."""
+    if _cls(layer) == "QAveragePooling2D":
+        area = int(np.prod(layer.pool_size))
+    else:
+        t = next((t for t in calls if t.layer is layer), None)
+        shape = t.inputs[0].shape if t is not None else layer._build_input_shape
+        if shape is None or shape[1] is None or shape[2] is None:
+            raise ValueError(f"{layer.name}: the pooled input size is unknown, so is the pool area")
+        area = int(shape[1]) * int(shape[2])
+    mult = np.float32(1.0 / area)
+    q = layer.average_quantizer_internal
+    q_mult = _apply(q, np.array([mult], np.float32))[0] if q else mult
+    return {"q_mult_factor": np.float32(q_mult), "mult_factor": mult, "pool_area": area}
+
+
 def model_save_quantized_weights(model, filename=None, custom_objects={}):
     """QKeras's ``model_save_quantized_weights``: quantize every Q layer's weights, **set the
     model's weights to the quantized values**, and return ``{layer_name: {"weights": [hw
@@ -119,10 +142,15 @@ def model_save_quantized_weights(model, filename=None, custom_objects={}):
     Hardware weights: po2 quantizers give ``round(log2|w|)`` (plus "signs" in {-1, +1} for
     quantized_po2); ``quantized_bits(alpha="auto_po2")`` gives the integer weights
     ``w * 2**(bits-keep_negative) / 2**integer`` with "scales" ``scale * 2**integer /
-    2**(bits-keep_negative)``; other weights are the quantized values. ``filename`` ->
+    2**(bits-keep_negative)``; other weights are the quantized values. "signs" / "scales" are
+    present when any weight of the layer produced them (QKeras's utils_test reports the scales of
+    an auto_po2 kernel followed by a plainly quantized bias). QAveragePooling2D /
+    QGlobalAveragePooling2D entries add ``pool_area``, ``mult_factor = 1/pool_area`` and
+    ``q_mult_factor = Q(1/pool_area)``. ``filename`` ->
     ``model.save_weights(filename)``. ``custom_objects`` is accepted for signature
     compatibility (unused: the model's quantizer objects are used directly)."""
     saved = {}
+    calls, _ = _graph(model)
     pairs, bn_skip = find_bn_fusing_layer_pair(model)
     print("... quantizing model")
     for layer in model.layers:
@@ -143,11 +171,9 @@ def model_save_quantized_weights(model, filename=None, custom_objects={}):
         for quantizer, weight in zip(qs, ws):
             weight = _apply(quantizer, weight)
             weights.append(weight)
-            # QKeras resets both flags per weight: only the last weight's kind is reported
-            has_sign = has_scale = False
             q_name = _quantizer_name(quantizer) if quantizer else ""
             if quantizer and "_po2" in q_name:
-                has_sign = isinstance(quantizer, quantized_po2)   # relu_po2 has no sign
+                has_sign = has_sign or isinstance(quantizer, quantized_po2)  # relu_po2: no sign
                 sign = np.sign(weight)
                 sign = sign + (1.0 - np.abs(sign))               # zeros -> +1
                 with np.errstate(divide="ignore"):
@@ -183,6 +209,8 @@ def model_save_quantized_weights(model, filename=None, custom_objects={}):
             saved[layer.name]["signs"] = signs
         if has_scale:
             saved[layer.name]["scales"] = scales
+        if _cls(layer) in _POOLING:
+            saved[layer.name].update(_pooling_factors(layer, calls))
         if not folded:
             layer.set_weights(weights)
         else:
@@ -259,7 +287,8 @@ def _activation_cache(model):
             cache[id(t)] = input_quantizer
         elif _cls(layer) in ("QActivation", "QAdaptiveActivation"):
             cache[id(t)] = getattr(layer, "quantizer", None) or layer.activation
-        elif _cls(layer) in ("QDense", "QConv2D", "QConv1D", "QDepthwiseConv2D"):
+        elif _UNFOLDED.get(_cls(layer), _cls(layer)) in ("QDense", "QConv2D", "QConv1D",
+                                                           "QDepthwiseConv2D"):
             cache[id(t)] = layer.activation
         else:
             q = cache.get(id(t.inputs[0])) if t.inputs else None
@@ -286,17 +315,19 @@ def get_operation_type(layer, cache, input_tensor=None):
 def extract_model_operations(model):
     """QKeras's ``extract_model_operations``: ``{layer_name: {"type", "number_of_operations",
     "number_of_weights", "number_of_bias", "type_of_weights", "type_of_bias"}}`` for the Q
-    conv/dense layers. Shapes come from the model's graph tensors."""
+    conv/dense layers (folded QConv2DBatchnorm/QDepthwiseConv2DBatchnorm count as the QConv2D /
+    QDepthwiseConv2D QKeras unfolds them into). Shapes come from the model's graph tensors."""
     cache = _activation_cache(model)
     calls, _ = _graph(model)
     ops = {}
     for t in calls:
-        layer, cname = t.layer, _cls(t.layer)
+        layer = t.layer
+        cname = _UNFOLDED.get(_cls(layer), _cls(layer))
         if cname not in _OP_LAYERS:
             continue
         x = t.inputs[0]
         in_shape, out_shape = tuple(x.shape), tuple(t.shape)
-        w = layer.get_weights()
+        w = layer.get_folded_weights() if _cls(layer) in _FOLDED else layer.get_weights()
         qs = layer.get_quantizers()
         if cname in ("QConv2D", "QDepthwiseConv2D", "QSeparableConv2D"):
             ci = in_shape[3]

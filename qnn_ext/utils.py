@@ -1,11 +1,22 @@
-"""QKeras's utilities (model tools arrive with the layers and model-file work)."""
+"""QKeras's utilities: model files, quantized weights, qstats, model_quantize, BN folding helpers,
+accumulator analysis, debugging, and the hls4ml precision export."""
 from .backend import set_random_seed
+from .hls4ml_export import export_hls4ml_config  # noqa: F401
+from .model_quantize import model_quantize, quantize_activation  # noqa: F401
+from .qkeras_tools import (analyze_accumulator, analyze_accumulator_from_sample,  # noqa: F401
+                           clone_model_and_freeze_auto_po2_scale, convert_folded_model_to_normal,
+                           quantized_model_debug, quantized_model_dump, unfold_model)
 from .qkeras_utils import (model_save_quantized_weights, extract_model_operations,  # noqa: F401
-                           print_qstats, get_model_sparsity, print_model_sparsity)
+                           print_qstats, get_model_sparsity, print_model_sparsity,
+                           find_bn_fusing_layer_pair, add_bn_fusing_weights)
 
 __all__ = ["set_random_seed", "load_qmodel", "quantized_model_from_json", "clone_model"]
 __all__ += ["model_save_quantized_weights", "extract_model_operations", "print_qstats",
-            "get_model_sparsity", "print_model_sparsity"]
+            "get_model_sparsity", "print_model_sparsity", "model_quantize", "quantize_activation",
+            "analyze_accumulator", "analyze_accumulator_from_sample", "quantized_model_debug",
+            "clone_model_and_freeze_auto_po2_scale", "find_bn_fusing_layer_pair",
+            "add_bn_fusing_weights", "export_hls4ml_config", "convert_folded_model_to_normal",
+            "unfold_model", "quantized_model_dump"]
 
 
 def load_qmodel(filepath, custom_objects=None, compile=True):

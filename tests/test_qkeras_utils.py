@@ -172,16 +172,18 @@ def test_model_save_quantized_weights_dict_and_mutation(capsys, tmp_path):
     np.testing.assert_array_equal(saved["w0002"], [[0.875, -0.25], [0.25, 0.75]])
 
 
-def test_auto_po2_scales_reported_only_when_last_weight_is_auto_po2():
-    # QKeras resets has_scale per weight, so an auto_po2 kernel followed by a plain-quantized
-    # bias gives no "scales" key (mirrored quirk).
+def test_auto_po2_scales_reported_with_a_plain_bias_after_them():
+    # QKeras's utils_test (clone_model_and_freeze_auto_po2_scale numbers) expects "scales" for
+    # a dense layer whose auto_po2 kernel is followed by a plainly quantized bias: the entry is
+    # [scale, []] (nothing for the bias).
     x = Input((2,))
     y = QDense(2, kernel_quantizer=quantized_bits(4, 0, 1, alpha="auto_po2"),
                bias_quantizer=quantized_bits(4, 0, 1), name="d")(x)
     m = Model(x, y)
     m.get_layer("d").set_weights([np.array([[1.0, -0.25], [0.25, 0.75]]), np.array([0.3, -0.3])])
     r = model_save_quantized_weights(m)
-    assert "scales" not in r["d"]
+    np.testing.assert_array_equal(r["d"]["scales"][0], [[0.125, 0.125]])
+    assert list(r["d"]["scales"][1]) == []
     np.testing.assert_array_equal(r["d"]["weights"][0], [[7, -2], [2, 6]])
     np.testing.assert_array_equal(r["d"]["weights"][1], [0.25, -0.25])
 

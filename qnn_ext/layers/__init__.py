@@ -1,10 +1,12 @@
 """Layers: QKeras's quantized layers and the Keras layers a script needs around them."""
+from .adaptive import QAdaptiveActivation
 from .base import Input, InputLayer, KerasTensor, Layer
 from .conv import (Conv1D, Conv2D, Conv2DTranspose, DepthwiseConv2D, QConv1D, QConv2D,
                    QConv2DTranspose, QDepthwiseConv2D, QSeparableConv1D, QSeparableConv2D,
                    SeparableConv1D, SeparableConv2D)
 from .core import (Activation, Add, Concatenate, Dense, Dropout, Flatten, LeakyReLU, QActivation,
                    QDense, ReLU, Reshape, Softmax)
+from .bn_folding import QConv2DBatchnorm, QDepthwiseConv2DBatchnorm
 from .normalization import BatchNormalization, QBatchNormalization, QScaleShift
 from .pooling import (AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPooling2D,
                       QAveragePooling2D, QGlobalAveragePooling2D)
@@ -16,7 +18,8 @@ _CLASSES = {c.__name__: c for c in (
     SeparableConv2D, Activation, Add, Concatenate, Dense, Dropout, Flatten, LeakyReLU,
     QActivation, QDense, ReLU, Reshape, Softmax, BatchNormalization, QBatchNormalization,
     QScaleShift, AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPooling2D,
-    QAveragePooling2D, QGlobalAveragePooling2D)}
+    QAveragePooling2D, QGlobalAveragePooling2D, QConv2DBatchnorm, QDepthwiseConv2DBatchnorm,
+    QAdaptiveActivation)}
 
 __all__ = sorted(_CLASSES) + ["Input", "Layer", "KerasTensor", "QInitializer", "deserialize"]
 

@@ -15,6 +15,8 @@ def serialize(obj):
     """Keras-style {"class_name", "config"} for quantizers/objects with get_config, else as is."""
     if obj is None or isinstance(obj, (str, int, float, bool)):
         return obj
+    if isinstance(obj, dict):  # already serialized (a layer rebuilt from a config keeps it)
+        return obj
     if hasattr(obj, "get_config") and not isinstance(obj, _activations.Activation):
         return {"class_name": type(obj).__name__, "config": obj.get_config()}
     return getattr(obj, "__name__", str(obj))
