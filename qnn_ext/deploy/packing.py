@@ -1,0 +1,62 @@
+"""Weight panels of the integer kernels (layouts in csrc/kernels/bnn/bnn.h), built once at
+convert time, the same for every ISA so a saved integer model runs on any CPU.
+
+* binary: ``(ceil(CO/32), KH*KW*ceil(C/64), 32)`` uint64; word k of channel o holds the signs of
+  64 input channels of one kernel tap, bit 1 for a negative weight, padding bits 0;
+* int8: ``(ceil(CO/64), ceil(KH*KW*C/4), 64, 4)`` int8: 4 consecutive k of one channel together,
+  the group vpdpbusd multiplies, zeros past K and CO.
+"""
+import numpy as np
+
+BNN_NR = 32
+INT8_NR = 64
+
+
+def words(c):
+    """64-bit words holding c packed channels."""
+    return -(-int(c) // 64)
+
+
+def pack_signs(neg, axis=-1):
+    """Bool array -> uint64 words along `axis` (moved last): bit i of word j is element 64j+i."""
+    neg = np.moveaxis(np.asarray(neg, dtype=bool), axis, -1)
+    c = neg.shape[-1]
+    pad = words(c) * 64 - c
+    if pad:
+        neg = np.concatenate([neg, np.zeros(neg.shape[:-1] + (pad,), bool)], axis=-1)
+    b = np.packbits(neg.reshape(neg.shape[:-1] + (-1, 64)), axis=-1, bitorder="little")
+    return np.ascontiguousarray(b).view(np.uint64)[..., 0]
+
+
+def unpack_signs(w, c):
+    """uint64 words (..., words) -> bool (..., c): the inverse of pack_signs."""
+    w = np.ascontiguousarray(w, dtype=np.uint64)
+    b = np.unpackbits(w.view(np.uint8).reshape(w.shape + (8,)), axis=-1, bitorder="little")
+    return b.reshape(w.shape[:-1] + (-1,))[..., :c].astype(bool)
+
+
+def pack_binary_weights(codes):
+    """codes (KH, KW, C, CO) in {-1, +1} -> (panel, wsum): the binary panel and the per-tap sums
+    of the +-1 weights (KH*KW, CO) int32 that the zero-padding correction subtracts."""
+    codes = np.asarray(codes)
+    kh, kw, c, co = codes.shape
+    packed = pack_signs(codes < 0, axis=2)                       # (KH, KW, CO, Cw)
+    kwords = kh * kw * words(c)
+    mat = np.moveaxis(packed, 2, -1).reshape(kwords, co)         # (Kw, CO), k = tap*Cw + word
+    nb = -(-co // BNN_NR)
+    full = np.zeros((kwords, nb * BNN_NR), np.uint64)
+    full[:, :co] = mat
+    panel = np.ascontiguousarray(full.reshape(kwords, nb, BNN_NR).transpose(1, 0, 2))
+    wsum = codes.reshape(kh * kw, c, co).sum(axis=1).astype(np.int32)
+    return panel, np.ascontiguousarray(wsum)
+
+
+def pack_int8_weights(codes):
+    """codes (KH, KW, C, CO) integers in [-128, 127] -> the int8 panel."""
+    codes = np.asarray(codes)
+    kh, kw, c, co = codes.shape
+    k = kh * kw * c
+    kq, nb = -(-k // 4), -(-co // INT8_NR)
+    full = np.zeros((kq * 4, nb * INT8_NR), np.int8)
+    full[:k, :co] = codes.reshape(k, co)
+    return np.ascontiguousarray(full.reshape(kq, 4, nb, INT8_NR).transpose(2, 0, 3, 1))
