@@ -307,7 +307,7 @@ def _plan_int(layer, rep, layers, i):
     names = [layer.name] + [o.name for k, o in fold if k == "layer"]
     geo = dict(cin=c, cout=co, kernel_size=ks, strides=st, padding=pads, in_hw=(h, w),
                imul=-2 if binary else 1, weight_bits=wbits, exact=exact,
-               dense=isinstance(layer, Dense))
+               dense=isinstance(layer, Dense), codes=codes)
     if binary:
         panel, wsum = pack_binary_weights(codes)
         geo.update(conv_kind="binary", panel=panel, wsum=wsum,

@@ -60,3 +60,24 @@ def pack_int8_weights(codes):
     full = np.zeros((kq * 4, nb * INT8_NR), np.int8)
     full[:k, :co] = codes.reshape(k, co)
     return np.ascontiguousarray(full.reshape(kq, 4, nb, INT8_NR).transpose(2, 0, 3, 1))
+
+
+def pack_codes(codes, bits, binary=False):
+    """Integer weight codes -> bytes holding `bits` bits per code (two's complement, little-endian
+    bit order), or one bit per +-1 code (1 = negative) when `binary`: what a deploy file stores."""
+    c = np.asarray(codes).ravel().astype(np.int64)
+    if binary:
+        return np.packbits(c < 0, bitorder="little")
+    u = (c & ((1 << bits) - 1)).astype(np.uint8)
+    b = np.unpackbits(u[:, None], axis=1, bitorder="little")[:, :bits]
+    return np.packbits(b.ravel(), bitorder="little")
+
+
+def unpack_codes(buf, bits, count, binary=False):
+    """The inverse of pack_codes: int8 codes (count,)."""
+    b = np.unpackbits(np.asarray(buf, np.uint8), bitorder="little")
+    if binary:
+        return (1 - 2 * b[:count].astype(np.int8)).astype(np.int8)
+    b = b[:count * bits].reshape(count, bits).astype(np.int64)
+    v = (b << np.arange(bits)).sum(1)
+    return np.where(v >= 1 << (bits - 1), v - (1 << bits), v).astype(np.int8)

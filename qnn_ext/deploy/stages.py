@@ -49,7 +49,7 @@ class Encode(Step):
 
     def __init__(self, grid, to, name):
         self.grid, self.to, self.name = grid, to, name
-        self.layers = (name,)
+        self.layers = (f"{name} input",)
 
     def run(self, x):
         return self.grid.encode(x, self.to, f"deploy encode '{self.name}'")
@@ -64,7 +64,7 @@ class Decode(Step):
 
     def __init__(self, grid, frm, channels, shape, name):
         self.grid, self.frm, self.channels, self.shape, self.name = grid, frm, channels, tuple(shape), name
-        self.layers = (name,)
+        self.layers = (f"{name} input",)
 
     def run(self, x):
         y = self.grid.decode(x, self.frm, self.channels)
@@ -124,12 +124,13 @@ class MaxPool(Step):
 
 class IntConv(Step):
     """A Dense/Conv2D (plus the layers folded into its output transform) on the binary or
-    int8 kernels. Fields mirror _core.bnn_conv2d's arguments."""
+    int8 kernels. Fields mirror _core.bnn_conv2d's arguments; `codes` are the integer weights
+    the panel was packed from."""
     kind = "int"
 
     def __init__(self, name, layers, conv_kind, cin, cout, kernel_size, strides, padding, in_hw,
                  panel, wsum, ibias, imul, zp, mode, mul=None, add=None, thr=None, dirs=None,
-                 code_mul=1, out_grid=None, weight_bits=8, exact=True, dense=False):
+                 code_mul=1, out_grid=None, weight_bits=8, exact=True, dense=False, codes=None):
         self.name, self.layers, self.conv_kind = name, tuple(layers), conv_kind
         self.cin, self.cout = int(cin), int(cout)
         self.kernel_size, self.strides, self.padding = tuple(kernel_size), tuple(strides), tuple(padding)
@@ -138,6 +139,7 @@ class IntConv(Step):
         self.mode, self.mul, self.add, self.thr, self.dirs = mode, mul, add, thr, dirs
         self.code_mul, self.out_grid, self._wbits, self.exact = int(code_mul), out_grid, int(weight_bits), exact
         self.dense = bool(dense)
+        self.codes = codes  # (KH, KW, C, CO) int8, what a deploy file stores
         self._ws = _core.bnn_workspace()
         self._out = {}
 
