@@ -222,3 +222,33 @@ def test_int8_accumulator_bound_is_checked():
     with pytest.raises(ValueError, match="overflow"):
         _core.bnn_conv2d("L", "int8", x, panel, 20000, 1, (1, 1), (1, 1), (0, 0, 0, 0),
                          np.zeros(1, np.int32), 1, "float", mul=np.ones(1, F32), add=np.zeros(1, F32))
+
+
+@pytest.mark.parametrize("mode,nthr", [("bits", 1), ("codes", 15), ("codes", 200)])
+@pytest.mark.parametrize("k,s,pads", [((1, 1), (1, 1), (0, 0, 0, 0)), ((2, 2), (2, 2), (0, 0, 0, 0)),
+                                      ((3, 3), (2, 2), (1, 1, 1, 1))])
+def test_float_thresholds_with_pooling(isa, mode, nthr, k, s, pads):
+    rng = np.random.default_rng(nthr)
+    z = rng.standard_normal((2, 7, 6, 70)).astype(F32)
+    thr = np.sort(rng.standard_normal((nthr, 70)), axis=0).astype(F32)
+    d = np.where(rng.random(70) < 0.5, -1, 1).astype(np.int8)
+    got = _core.bnn_fthresh_pool("t", z, thr, d, mode, k, s, pads, code_mul=1)
+    v = pool_ref(z * d.astype(F32), k, s, pads, np.maximum, -np.inf)
+    level = (v[..., None] >= thr.T).sum(-1)
+    want = pack_signs(level == 0) if mode == "bits" else level.astype(np.uint8)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_float_thresholds_bad_arguments():
+    z = np.zeros((1, 4, 4, 3), F32)
+    ok = dict(thr=np.zeros((1, 3), F32), dir=np.ones(3, np.int8), mode="bits", pool_size=(2, 2),
+              strides=(2, 2), padding=(0, 0, 0, 0))
+    for change, exc, word in [(dict(thr=np.zeros((2, 3), F32)), ValueError, "thr"),
+                              (dict(dir=np.ones(3, np.int32)), TypeError, "dir"),
+                              (dict(mode="x"), ValueError, "mode"),
+                              (dict(padding=(2, 0, 0, 0)), ValueError, "padding")]:
+        args = dict(ok, **change)
+        with pytest.raises(exc, match=word):
+            _core.bnn_fthresh_pool("L", z, **args)
+    with pytest.raises(ValueError, match="4 dims"):
+        _core.bnn_fthresh_pool("L", np.zeros((4, 3), F32), **ok)

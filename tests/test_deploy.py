@@ -89,6 +89,8 @@ def test_cnn_integer_model_equals_predict(setting, isas):
     im = deploy.convert(m)
     ints = im.integer_layers()
     assert {s.name for s in ints} == {"conv2", "conv3", "dense1", "dense2"}
+    # the float first conv hands over through fused float thresholds (BN + quantizer)
+    assert type(im.steps[1]).__name__ == "FloatThreshPool" and im.steps[1].layers == ("bn1", "act1")
     if setting == "binary":
         assert [s.conv_kind for s in ints] == ["binary", "binary", "binary", "int8"]
         assert ints[0].mode == "bits" and ints[1].mode == "bits"
@@ -178,7 +180,9 @@ BAD_FILES = {
     "dirs": (lambda d: _first(d, "int").update(dirs=_first(d, "int")["codes"]), None, "dirs"),
     "cin": (lambda d: _first(d, "int").update(cin=5), None, "codes"),
     "mode": (lambda d: _first(d, "int").update(mode="bits", out_grid=None), None, "out_grid"),
-    "grid": (lambda d: _first(d, "encode").update(grid=[0, 1, 5]), None, "evenly"),
+    "grid": (lambda d: _first(d, "fthresh").update(out_grid=[0, 1, 5]), None, "evenly"),
+    "fthresh_dirs": (lambda d: d["arrays"][_first(d, "fthresh")["dirs"]].update(dtype="float32"), None,
+                     "dtype"),
     "kernel": (lambda d: _first(d, "int").update(kernel_size=[1, 1]), None, "codes"),
     "extra_key": (lambda d: d.update(evil=1), None, "unexpected"),
     "extra_member": (None, lambda m: m.update({"x.py": b"print(1)"}), "unexpected member"),

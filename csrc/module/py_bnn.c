@@ -397,7 +397,71 @@ static PyObject *py_bnn_maxpool(PyObject *self, PyObject *args, PyObject *kw) {
     return (PyObject *)o;
 }
 
+/* ------------------------------------------------------------------ float thresholds */
+
+static PyObject *py_bnn_fthresh_pool(PyObject *self, PyObject *args, PyObject *kw) {
+    (void)self;
+    static char *kwlist[] = {"who", "z", "thr", "dir", "mode", "pool_size", "strides", "padding",
+                             "code_mul", NULL};
+    const char *who, *mode;
+    PyObject *zo, *tho, *dio, *ko, *so, *po;
+    int code_mul = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "sOOOsOOO|i:bnn_fthresh_pool", kwlist, &who, &zo,
+                                     &tho, &dio, &mode, &ko, &so, &po, &code_mul))
+        return NULL;
+    const int bits = strcmp(mode, "bits") == 0;
+    if (!bits && strcmp(mode, "codes") != 0) {
+        PyErr_Format(PyExc_ValueError, "%s: mode must be 'codes' or 'bits', got '%s'", who, mode);
+        return NULL;
+    }
+    PyArrayObject *z = qnn_arg_f32(who, "z", zo);
+    if (!z) return NULL;
+    if (PyArray_NDIM(z) != 4) {
+        char s[160];
+        qnn_shape_str(z, s, sizeof s);
+        PyErr_Format(PyExc_ValueError, "%s: z must have 4 dims (batch, height, width, channels), got shape %s",
+                     who, s);
+        return NULL;
+    }
+    qnn_conv2d_shape s;
+    if (geometry(who, z, ko, so, po, &s)) return NULL;
+    s.C = s.CO = (size_t)PyArray_DIM(z, 3);
+    if (s.C < 1 || s.pt >= s.KH || s.pb >= s.KH || s.pl >= s.KW || s.pr >= s.KW) {
+        PyErr_Format(PyExc_ValueError, "%s: z needs >= 1 channel and padding smaller than pool_size", who);
+        return NULL;
+    }
+    PyArrayObject *th = qnn_arg_f32(who, "thr", tho);
+    if (!th) return NULL;
+    const npy_intp nthr = PyArray_NDIM(th) == 2 ? PyArray_DIM(th, 0) : 0;
+    npy_intp td[2] = {nthr, (npy_intp)s.C}, cd[1] = {(npy_intp)s.C};
+    if (nthr < 1 || nthr > 255 || (bits && nthr != 1)) {
+        PyErr_Format(PyExc_ValueError, "%s: thr must have shape (levels - 1, channels) with %s rows", who,
+                     bits ? "1" : "1 to 255");
+        return NULL;
+    }
+    PyArrayObject *di = arg_typed(who, "dir", dio, NPY_INT8, "int8", 1);
+    if (check_shape(who, "thr", th, 2, td) || !di || check_shape(who, "dir", di, 1, cd)) return NULL;
+    if (!bits && (code_mul < 1 || (long long)code_mul * nthr > 255)) {
+        PyErr_Format(PyExc_ValueError, "%s: code_mul * (levels - 1) must be in [1, 255], got %d * %zd",
+                     who, code_mul, (Py_ssize_t)nthr);
+        return NULL;
+    }
+    npy_intp od[4] = {(npy_intp)s.N, (npy_intp)s.HO, (npy_intp)s.WO,
+                      bits ? (npy_intp)qnn_bnn_words(s.C) : (npy_intp)s.C};
+    PyArrayObject *o = (PyArrayObject *)PyArray_SimpleNew(4, od, bits ? NPY_UINT64 : NPY_UINT8);
+    if (!o) return NULL;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = qnn_fthresh_pool(&s, PyArray_DATA(z), PyArray_DATA(th), (size_t)nthr, PyArray_DATA(di), bits,
+                          code_mul, PyArray_DATA(o));
+    Py_END_ALLOW_THREADS
+    if (rc) { Py_DECREF(o); qnn_raise_status(who, rc); return NULL; }
+    return (PyObject *)o;
+}
+
 PyMethodDef qnn_bnn_methods[] = {
+    {"bnn_fthresh_pool", (PyCFunction)(void (*)(void))py_bnn_fthresh_pool, METH_VARARGS | METH_KEYWORDS,
+     "Float tensor -> levels or packed signs by per-channel thresholds, after optional max pooling."},
     {"bnn_workspace", py_bnn_workspace, METH_NOARGS,
      "A grow-only scratch buffer for bnn_conv2d (one per layer)."},
     {"bnn_bitpack", (PyCFunction)(void (*)(void))py_bnn_bitpack, METH_VARARGS | METH_KEYWORDS,

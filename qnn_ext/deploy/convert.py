@@ -32,7 +32,7 @@ from ..layers.quant_utils import act_forward
 from .. import activations as _acts
 from .grid import Grid, grid_of
 from .packing import pack_binary_weights, pack_int8_weights
-from .stages import Decode, Encode, FloatLayer, IntConv, MaxPool, QuantizeInput
+from .stages import Decode, Encode, FloatLayer, FloatThreshPool, IntConv, MaxPool, QuantizeInput
 
 F32 = np.float32
 NEVER = 2 ** 30          # a threshold no accumulator reaches
@@ -208,6 +208,77 @@ def thresholds(who, run, mul, bias, lo, hi, grid):
             raise ConversionError(f"{who}: the folded layers are not monotone in the accumulator")
     t = np.where(t > vhi[:, None], NEVER, np.where(t <= vlo[:, None], ALWAYS, t))
     return np.ascontiguousarray(t.T.astype(np.int32)), d.astype(np.int8)
+
+
+# ------------------------------------------------------------------ float thresholds
+
+def _f32_key(f):
+    """float32 -> int64 keys in the order of the values (-0 just below +0)."""
+    i = np.asarray(f, F32).view(np.int32).astype(np.int64)
+    return np.where(i >= 0, i, -(2 ** 31) - i - 1)
+
+
+def _key_f32(k):
+    k = np.asarray(k, np.int64)
+    return np.where(k >= 0, k, -(2 ** 31) - k - 1).astype(np.int32).view(F32)
+
+
+def float_thresholds(who, run, co, grid):
+    """Per-channel float32 thresholds (levels-1, CO) and dir (CO,) with level(run(z)) =
+    #{j : dir*z >= thr[j]} for every finite float32 z, found by bisection on the ordered float32
+    keys with the model's own layers, then checked on samples (ConversionError if not monotone)."""
+    big = np.finfo(F32).max
+
+    def levels(v, d):  # v in the dir*z domain, (P, CO)
+        z = (_key_f32(v).astype(F32) * d.astype(F32)).astype(F32)
+        return grid.level_index(run(z), who)
+
+    one = np.ones(co, np.int64)
+    d = np.where(levels(_f32_key(np.full((1, co), big)), one)[0] >=
+                 levels(_f32_key(np.full((1, co), -big)), one)[0], 1, -1).astype(np.int64)
+    klo, khi = int(_f32_key(-big)), int(_f32_key(big))
+    nthr = grid.n - 1
+    j = np.arange(1, nthr + 1)[:, None]
+    a = np.full((nthr, co), klo, np.int64)
+    b = np.full((nthr, co), khi + 1, np.int64)
+    while np.any(a < b):
+        mid = (a + b) // 2
+        ge = (levels(np.minimum(mid, khi), d) >= j) & (mid <= khi)
+        b = np.where(ge & (a < b), mid, b)
+        a = np.where(~ge & (a < b), mid + 1, a)
+    rng = np.random.default_rng(0)
+    samples = [_f32_key(rng.standard_normal((256, co)).astype(F32) * F32(10) ** rng.integers(-3, 4, (256, 1)))]
+    samples += [np.clip(a + off, klo, khi) for off in (-1, 0)]
+    pv = np.concatenate(samples)
+    got = (pv[:, :, None] >= a.T[None, :, :]).sum(-1)
+    if not np.array_equal(levels(pv, d), got):
+        raise ConversionError(f"{who}: the folded layers are not monotone")
+    thr = np.where(a > khi, np.inf, np.where(a <= klo, -np.inf, _key_f32(np.clip(a, klo, khi)))).astype(F32)
+    return np.ascontiguousarray(thr), d.astype(np.int8)
+
+
+def _plan_float_tail(layers, i, out_shape):
+    """After a float layer at i-1: (fold, grid, used, pool) when layers[i:] are foldable layers
+    ending in a grid quantizer (optionally then a MaxPooling2D) feeding an integer-capable layer."""
+    fold, used = [], 0
+    for layer in layers[i:]:
+        if isinstance(layer, Dropout):
+            used += 1
+            continue
+        if not _elementwise(layer):
+            return None
+        fold.append(("layer", layer))
+        used += 1
+        act = layer.activation if isinstance(layer, Activation) else None
+        g = grid_of(act)[0] if isinstance(act, Q.BaseQuantizer) else None
+        if g is not None:
+            pool = layers[i + used] if (i + used < len(layers) and isinstance(layers[i + used], MaxPooling2D)
+                                        and len(out_shape) == 3) else None
+            nxt = _next_consumer(layers, i + used)
+            if nxt is None or _kernel_kind(nxt) is None:
+                return None
+            return fold, g, used + (pool is not None), pool
+    return None
 
 
 # ------------------------------------------------------------------ planning
@@ -402,6 +473,30 @@ def plan(model, input_quantizer=None, strict=True):
         rep = _to_float(steps, rep, layer.name)
         out = layer.compute_output_shape((None,) + rep.shape)[1:]
         steps.append(FloatLayer(layer, rep.shape, out_shape=out))
+        tail = _plan_float_tail(layers, i + 1, out) if len(out) in (1, 3) else None
+        if tail is not None:
+            fold, g, used, pool = tail
+            try:
+                thr, dirs = float_thresholds(f"convert: {_who(fold[-1][1])}", _run_fn(fold, layer, len(out) + 1),
+                                             out[-1], g)
+            except ConversionError:
+                tail = None
+        if tail is not None:
+            nxt = _next_consumer(layers, i + 1 + used)
+            mode = "bits" if g.binary and _kernel_kind(nxt) == "binary" else "codes"
+            names = [o.name for _, o in fold] + ([pool.name] if pool is not None else [])
+            sp = out if len(out) == 3 else (1, 1, out[0])
+            if pool is not None:
+                pads = pool._pads(out[0], out[1])
+                sp = pool.compute_output_shape((None,) + tuple(out))[1:]
+                steps.append(FloatThreshPool(names[0], names, thr[:1] if mode == "bits" else thr, dirs, mode,
+                                             g.code_mul, g, pool.pool_size, pool.strides, pads))
+            else:
+                steps.append(FloatThreshPool(names[0], names, thr[:1] if mode == "bits" else thr, dirs, mode,
+                                             g.code_mul, g))
+            rep = _Rep("bits" if mode == "bits" else "levels", sp if len(out) == 3 else out, g, sp)
+            i += 1 + used
+            continue
         g = None
         if isinstance(layer, Activation) and isinstance(layer.activation, Q.BaseQuantizer):
             g, _ = grid_of(layer.activation)

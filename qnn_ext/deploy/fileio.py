@@ -21,7 +21,7 @@ from .. import quantizers as Q
 from .. import saving as S
 from .grid import Grid
 from .packing import pack_binary_weights, pack_codes, pack_int8_weights, unpack_codes
-from .stages import Decode, Encode, FloatLayer, IntConv, MaxPool, QuantizeInput
+from .stages import Decode, Encode, FloatLayer, FloatThreshPool, IntConv, MaxPool, QuantizeInput
 
 FORMAT = "qnn_ext-integer-model"
 FORMAT_VERSION = 1
@@ -64,6 +64,11 @@ def save(im, path):
         elif isinstance(s, MaxPool):
             steps.append({"type": "maxpool", "name": s.name, "pool_size": list(s.pool_size),
                           "strides": list(s.strides), "padding": list(s.padding)})
+        elif isinstance(s, FloatThreshPool):
+            steps.append({"type": "fthresh", "name": s.name, "layers": list(s.layers), "mode": s.mode,
+                          "code_mul": s.code_mul, "out_grid": s.out_grid.vals.tolist(),
+                          "pool_size": list(s.pool_size), "strides": list(s.strides),
+                          "padding": list(s.padding), "thr": put(s.thr), "dirs": put(s.dirs)})
         elif isinstance(s, FloatLayer):
             layer = s.layer
             steps.append({"type": "float", "layer": {"class_name": type(layer).__name__,
@@ -199,6 +204,28 @@ def _float_layer(st, arrays, source, field):
     return FloatLayer(layer, in_shape, activation_only=act_only, out_shape=out_shape)
 
 
+def _fthresh_step(st, arrays, source, field):
+    _keys(st, source, field, ("type", "name", "layers", "mode", "code_mul", "out_grid", "pool_size",
+                              "strides", "padding", "thr", "dirs"))
+    f = lambda k: f"{field}.{k}"
+    layers = [_str(x, source, f("layers")) for x in S._expect(st["layers"], list, source, f("layers"))]
+    mode = _str(st["mode"], source, f("mode"), ("codes", "bits"))
+    grid = _grid(st["out_grid"], source, f("out_grid"))
+    if mode == "bits" and not grid.binary:
+        raise _err(source, f("out_grid"), "bits need a two-level symmetric grid")
+    thr = _array(arrays, st["thr"], source, f("thr"), "float32")
+    if thr.ndim != 2 or thr.shape[0] != (1 if mode == "bits" else grid.n - 1):
+        raise _err(source, f("thr"), f"shape {thr.shape} does not match {grid.n} levels")
+    dirs = _array(arrays, st["dirs"], source, f("dirs"), "int8", (thr.shape[1],))
+    if not np.all(np.abs(dirs) == 1):
+        raise _err(source, f("dirs"), "values must be -1 or +1")
+    return FloatThreshPool(_str(st["name"], source, f("name")), layers, thr, dirs, mode,
+                           S._expect_int(st["code_mul"], source, f("code_mul"), 1, 255), grid,
+                           _ints(st["pool_size"], source, f("pool_size"), 2, 1, 1 << 20),
+                           _ints(st["strides"], source, f("strides"), 2, 1, 1 << 20),
+                           _ints(st["padding"], source, f("padding"), 4, 0, 1 << 20))
+
+
 def _int_step(st, arrays, source, field):
     keys = ("type", "name", "layers", "conv_kind", "cin", "cout", "kernel_size", "strides", "padding",
             "in_hw", "zp", "mode", "code_mul", "weight_bits", "exact", "dense", "out_grid", "codes",
@@ -305,7 +332,7 @@ def load(path):
         field = f"steps[{i}]"
         S._expect(st, dict, source, field, "an object")
         t = _str(st.get("type"), source, f"{field}.type",
-                 ("quantize_input", "encode", "decode", "maxpool", "float", "int"))
+                 ("quantize_input", "encode", "decode", "maxpool", "fthresh", "float", "int"))
         if t == "quantize_input":
             _keys(st, source, field, ("type", "quantizer"))
             try:
@@ -333,6 +360,8 @@ def load(path):
                                  _ints(st["padding"], source, f"{field}.padding", 4, 0, 1 << 20)))
         elif t == "float":
             steps.append(_float_layer(st, arrays, source, field))
+        elif t == "fthresh":
+            steps.append(_fthresh_step(st, arrays, source, field))
         else:
             steps.append(_int_step(st, arrays, source, field))
     from .model import IntegerModel

@@ -106,6 +106,32 @@ class FloatLayer(Step):
         return int(batch * np.prod(self.out_shape[:-1], dtype=np.int64) * k.value.size)
 
 
+class FloatThreshPool(Step):
+    """A float layer's output -> packed signs or u8 levels: the following BN, activations and
+    quantizer as per-channel float thresholds, and the max pooling after them (if any), in one
+    pass (_core.bnn_fthresh_pool)."""
+    kind = "fthresh"
+
+    def __init__(self, name, layers, thr, dirs, mode, code_mul, out_grid, pool_size=(1, 1),
+                 strides=(1, 1), padding=(0, 0, 0, 0)):
+        self.name, self.layers = name, tuple(layers)
+        self.thr, self.dirs, self.mode, self.code_mul, self.out_grid = thr, dirs, mode, int(code_mul), out_grid
+        self.pool_size, self.strides, self.padding = tuple(pool_size), tuple(strides), tuple(padding)
+
+    def run(self, x):
+        x = x.reshape(x.shape[0], 1, 1, x.shape[-1]) if x.ndim == 2 else x
+        return _core.bnn_fthresh_pool(self.name, np.ascontiguousarray(x, F32), self.thr, self.dirs,
+                                      self.mode, self.pool_size, self.strides, self.padding,
+                                      code_mul=self.code_mul)
+
+    def kernel(self):
+        pool = "" if self.pool_size == (1, 1) else " + maxpool"
+        return f"float thresholds{pool} -> {'bits' if self.mode == 'bits' else 'levels'}"
+
+    def packed_bytes(self):
+        return self.thr.nbytes + self.dirs.nbytes
+
+
 class MaxPool(Step):
     """Max pooling on u8 levels (max) or packed signs (AND): both orders agree with the float
     values' order, so this equals pooling the float tensor."""
@@ -184,4 +210,5 @@ class IntConv(Step):
         return int(batch * ho * wo * self.cout * self.kernel_size[0] * self.kernel_size[1] * self.cin)
 
 
-__all__ = ["Step", "QuantizeInput", "Encode", "Decode", "FloatLayer", "MaxPool", "IntConv", "Grid"]
+__all__ = ["Step", "QuantizeInput", "Encode", "Decode", "FloatLayer", "FloatThreshPool", "MaxPool",
+           "IntConv", "Grid"]

@@ -111,4 +111,13 @@ int qnn_iconv2d(const qnn_conv2d_shape *s, const uint8_t *x, uint8_t zp, const i
  * are): x (N, H, W, C) bytes or (N, H, W, words) uint64; windows see only in-bounds cells. */
 int qnn_bnn_maxpool(const qnn_conv2d_shape *s, int bits, const void *x, void *out);
 
+/* Float tensor -> levels or packed signs through per-channel float thresholds, with an optional
+ * max pooling first (s: the pool geometry, KH = KW = 1 for none; s->C channels): for each output
+ * cell v = max over the window of dir[c]*z (a max pooling of a non-increasing function is the
+ * min, and negation is exact), level = #{j : v >= thr[j*C + c]}, stored as level*code_mul or as
+ * a sign bit (1 for level 0). For a float layer followed by BN, activation, quantizer and max
+ * pooling, thresholds found on the model's own layers make this equal to running them. */
+int qnn_fthresh_pool(const qnn_conv2d_shape *s, const float *z, const float *thr, size_t nthr,
+                     const int8_t *dir, int bits, int code_mul, void *out);
+
 #endif

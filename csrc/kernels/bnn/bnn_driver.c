@@ -62,19 +62,29 @@ static size_t classify(size_t n_out, size_t st, size_t p0, size_t k, size_t in, 
     return n;
 }
 
-/* im2col of one output pixel's taps: `elem` bytes per input pixel, `fill` for padded taps. */
+/* im2col of one output pixel's taps: `elem` bytes per input pixel, `fill` for padded taps.
+ * Packed binary rows are a few words per tap, so whole words are copied inline (a memcpy call per
+ * tap costs more than the copy). */
 static void gather_row(const qnn_conv2d_shape *s, const uint8_t *x, size_t elem, int fill,
                        size_t m, uint8_t *row) {
     const size_t ow = m % s->WO, oh = (m / s->WO) % s->HO, n = m / (s->WO * s->HO);
+    const int words = elem % 8 == 0;
     for (size_t kh = 0; kh < s->KH; kh++) {
         const long long ih = (long long)(oh * s->sh) - (long long)s->pt + (long long)kh;
+        const int row_ok = ih >= 0 && ih < (long long)s->H;
+        const uint8_t *xr = row_ok ? x + (n * s->H + (size_t)ih) * s->W * elem : NULL;
         for (size_t kw = 0; kw < s->KW; kw++) {
             const long long iw = (long long)(ow * s->sw) - (long long)s->pl + (long long)kw;
             uint8_t *dst = row + (kh * s->KW + kw) * elem;
-            if (ih < 0 || ih >= (long long)s->H || iw < 0 || iw >= (long long)s->W)
+            if (!row_ok || iw < 0 || iw >= (long long)s->W) {
                 memset(dst, fill, elem);
-            else
-                memcpy(dst, x + ((n * s->H + (size_t)ih) * s->W + (size_t)iw) * elem, elem);
+            } else if (words) {
+                const uint64_t *src = (const uint64_t *)(xr + (size_t)iw * elem);
+                uint64_t *d = (uint64_t *)dst;
+                for (size_t i = 0; i < elem / 8; i++) d[i] = src[i];
+            } else {
+                memcpy(dst, xr + (size_t)iw * elem, elem);
+            }
         }
     }
 }
@@ -227,6 +237,67 @@ int qnn_bnn_maxpool(const qnn_conv2d_shape *s, int bits, const void *x, void *ou
                     const uint8_t *p = (const uint8_t *)x + ((n * s->H + ih0 + i) * s->W + iw0 + j) * C;
                     for (size_t c = 0; c < C; c++) o[c] = p[c] > o[c] ? p[c] : o[c];
                 }
+        }
+    }
+    return QNN_OK;
+}
+
+int qnn_fthresh_pool(const qnn_conv2d_shape *s, const float *z, const float *thr, size_t nthr,
+                     const int8_t *dir, int bits, int code_mul, void *out) {
+    const size_t C = s->C, M = s->N * s->HO * s->WO, words = qnn_bnn_words(C);
+    const int nt = qnn_threads_for(M * C * s->KH * s->KW);
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+    for (size_t m = 0; m < M; m++) {
+        const size_t ow = m % s->WO, oh = (m / s->WO) % s->HO, n = m / (s->WO * s->HO);
+        size_t h0, h1, w0, w1;
+        tap_range(oh, s->sh, s->pt, s->KH, s->H, &h0, &h1);
+        tap_range(ow, s->sw, s->pl, s->KW, s->W, &w0, &w1);
+        const size_t ih0 = oh * s->sh + h0 - s->pt, iw0 = ow * s->sw + w0 - s->pl;
+        /* Flat loops over channels (sign as a +-1 multiply, exact) so the compiler vectorises. */
+        float v[256], sg[256];
+        int32_t lev[256];
+        for (size_t c0 = 0; c0 < C; c0 += 256) {
+            const size_t cn = C - c0 < 256 ? C - c0 : 256;
+            for (size_t c = 0; c < cn; c++) {
+                sg[c] = dir[c0 + c] < 0 ? -1.0f : 1.0f;
+                v[c] = -__builtin_inff();
+            }
+            for (size_t i = 0; i < h1 - h0; i++)
+                for (size_t j = 0; j < w1 - w0; j++) {
+                    const float *p = z + ((n * s->H + ih0 + i) * s->W + iw0 + j) * C + c0;
+                    for (size_t c = 0; c < cn; c++) {
+                        const float t = p[c] * sg[c];
+                        v[c] = t > v[c] ? t : v[c];
+                    }
+                }
+            if (bits || nthr <= 32) {
+                for (size_t c = 0; c < cn; c++) lev[c] = 0;
+                for (size_t t = 0; t < nthr; t++) {
+                    const float *tt = thr + t * C + c0;
+                    for (size_t c = 0; c < cn; c++) lev[c] += v[c] >= tt[c];
+                }
+            } else {
+                for (size_t c = 0; c < cn; c++) {
+                    size_t lo = 0, hi = nthr;
+                    while (lo < hi) {
+                        const size_t mid = (lo + hi) / 2;
+                        if (thr[mid * C + c0 + c] <= v[c]) lo = mid + 1; else hi = mid;
+                    }
+                    lev[c] = (int32_t)lo;
+                }
+            }
+            if (bits) {
+                uint64_t *o = (uint64_t *)out + m * words + c0 / 64;
+                for (size_t w = 0; w * 64 < cn; w++) {
+                    uint64_t word = 0;
+                    for (size_t b = 0; b < 64 && w * 64 + b < cn; b++)
+                        word |= (uint64_t)(lev[w * 64 + b] == 0) << b;
+                    o[w] = word;
+                }
+            } else {
+                uint8_t *o = (uint8_t *)out + m * C + c0;
+                for (size_t c = 0; c < cn; c++) o[c] = (uint8_t)(lev[c] * code_mul);
+            }
         }
     }
     return QNN_OK;
