@@ -146,27 +146,30 @@ int qnn_bconv2d(const qnn_conv2d_shape *s, const uint64_t *x, const uint64_t *w,
     const size_t ntiles = (M + MR - 1) / MR;
     const size_t *rfull = padded ? ccls + s->WO : NULL;                /* = rlo */
     const size_t *cfull = padded ? ccls + s->WO + 2 * s->HO : NULL; /* = clo */
+    /* Channel blocks outside, pixel tiles inside: a block's weights (Kw x 32 words) stay in L1
+     * while the activation rows, read as 8-byte broadcasts, stream from L2. */
 #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-    for (size_t t = 0; t < ntiles; t++) {
+    for (size_t bt = 0; bt < NB * ntiles; bt++) {
         int32_t tile[QNN_TILE_MR_MAX * QNN_BNN_NR];
         const int32_t *cp[QNN_TILE_MR_MAX];
+        const size_t nb = bt / ntiles, t = bt % ntiles;
         const size_t m0 = t * MR, mr = M - m0 < MR ? M - m0 : MR;
         int any = 0;
-        for (size_t i = 0; i < mr; i++) {
-            cp[i] = NULL;
-            if (!padded) continue;
-            const size_t m = m0 + i, ow = m % s->WO, oh = (m / s->WO) % s->HO;
-            const size_t r = rcls[oh], c = ccls[ow];
-            if (!(rfull[r] && cfull[c])) { cp[i] = corr + (r * ncc + c) * CO; any = 1; }
+        if (padded) {
+            size_t ow = m0 % s->WO, oh = (m0 / s->WO) % s->HO;
+            for (size_t i = 0; i < mr; i++) {
+                const size_t r = rcls[oh], c = ccls[ow];
+                cp[i] = NULL;
+                if (!(rfull[r] && cfull[c])) { cp[i] = corr + (r * ncc + c) * CO; any = 1; }
+                if (++ow == s->WO) { ow = 0; if (++oh == s->HO) oh = 0; }
+            }
         }
-        for (size_t nb = 0; nb < NB; nb++) {
-            const size_t n0 = nb * QNN_BNN_NR, nr = CO - n0 < QNN_BNN_NR ? CO - n0 : QNN_BNN_NR;
-            uk(mr, Kw, A + m0 * lda, lda, w + nb * Kw * QNN_BNN_NR, tile);
-            void *o = e->mode == QNN_EPI_FLOAT ? (void *)((float *)out + m0 * ldo)
-                    : e->mode == QNN_EPI_CODES ? (void *)((uint8_t *)out + m0 * ldo)
-                                               : (void *)((uint32_t *)out + m0 * ldo);
-            epi(e, mr, n0, nr, tile, QNN_BNN_NR, any ? cp : NULL, o, ldo);
-        }
+        const size_t n0 = nb * QNN_BNN_NR, nr = CO - n0 < QNN_BNN_NR ? CO - n0 : QNN_BNN_NR;
+        uk(mr, Kw, A + m0 * lda, lda, w + nb * Kw * QNN_BNN_NR, tile);
+        void *o = e->mode == QNN_EPI_FLOAT ? (void *)((float *)out + m0 * ldo)
+                : e->mode == QNN_EPI_CODES ? (void *)((uint8_t *)out + m0 * ldo)
+                                           : (void *)((uint32_t *)out + m0 * ldo);
+        epi(e, mr, n0, nr, tile, QNN_BNN_NR, any ? cp : NULL, o, ldo);
     }
     return QNN_OK;
 }
