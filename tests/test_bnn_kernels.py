@@ -252,3 +252,27 @@ def test_float_thresholds_bad_arguments():
             _core.bnn_fthresh_pool("L", z, **args)
     with pytest.raises(ValueError, match="4 dims"):
         _core.bnn_fthresh_pool("L", np.zeros((4, 3), F32), **ok)
+
+
+@pytest.mark.parametrize("shape", [(2, 9, 8, 1, 32, 3, 3, (1, 1), (1, 1, 1, 1)),
+                                   (1, 7, 7, 3, 70, 3, 3, (2, 2), (0, 1, 0, 1)),
+                                   (2, 5, 6, 4, 5, 2, 2, (1, 1), (0, 0, 0, 0))])
+def test_direct_float_conv_matches_model_conv_bit_for_bit(isa, shape):
+    """bnn_fconv follows the float GEMM's arithmetic (deploy checks this at convert time too)."""
+    n, h, w, c, co, kh, kw, st, pads = shape
+    rng = np.random.default_rng(co)
+    x = rng.standard_normal((n, h, w, c)).astype(F32)
+    wt = rng.standard_normal((kh, kw, c, co)).astype(F32)
+    want = _core.conv2d_forward("t", x, wt, st, pads, (1, 1), 1)
+    np.testing.assert_array_equal(_core.bnn_fconv("t", x, wt, st, pads), want)
+    thr = rng.standard_normal((3, co)).astype(F32)
+    thr.sort(axis=0)
+    d = np.where(rng.random(co) < 0.5, -1, 1).astype(np.int8)
+    fused = _core.bnn_fthresh_pool("t", x, thr, d, "codes", (2, 2), (1, 1), (0, 0, 0, 0), w=wt,
+                                   conv_strides=st, conv_padding=pads)
+    np.testing.assert_array_equal(fused, _core.bnn_fthresh_pool("t", want, thr, d, "codes", (2, 2), (1, 1),
+                                                                (0, 0, 0, 0)))
+    with pytest.raises(ValueError, match="w must be"):
+        _core.bnn_fconv("t", x, np.zeros((kh, kw, c + 1, 2), F32), st, pads)
+    with pytest.raises(ValueError, match="<= 256"):
+        _core.bnn_fconv("t", np.zeros((1, 20, 20, 64), F32), np.zeros((3, 3, 64, 2), F32), (1, 1), (1, 1, 1, 1))

@@ -89,8 +89,9 @@ def test_cnn_integer_model_equals_predict(setting, isas):
     im = deploy.convert(m)
     ints = im.integer_layers()
     assert {s.name for s in ints} == {"conv2", "conv3", "dense1", "dense2"}
-    # the float first conv hands over through fused float thresholds (BN + quantizer)
-    assert type(im.steps[1]).__name__ == "FloatThreshPool" and im.steps[1].layers == ("bn1", "act1")
+    # the float first conv, BN and quantizer run as one fused step (direct conv + thresholds)
+    assert type(im.steps[0]).__name__ == "FloatThreshPool" and im.steps[0].conv is not None
+    assert im.steps[0].layers == ("conv1", "bn1", "act1")
     if setting == "binary":
         assert [s.conv_kind for s in ints] == ["binary", "binary", "binary", "int8"]
         assert ints[0].mode == "bits" and ints[1].mode == "bits"
@@ -260,3 +261,19 @@ def test_predict_checks_input_and_summary_measures():
     assert conv2["weight_bits"] == 1 and conv2["macs"] == 2 * 11 * 11 * 70 * 9 * 16
     assert conv2["packed_bytes"] >= 9 * 16 * 70 // 8 and all(r["latency_us"] > 0 for r in rows)
     assert "xnor-popcount" in conv2["kernel"] and any("total" in l for l in lines)
+
+
+def test_float_first_layer_falls_back_when_not_fusable(isas):
+    """A first conv with a bias keeps the model's float layer, then float thresholds."""
+    qnn_ext.utils.set_random_seed(18)
+    x = inp = Input((9, 9, 2))
+    x = QConv2D(8, 3, padding="same", name="c1")(x)          # bias: not fused
+    x = BatchNormalization(name="b1")(x)
+    x = QActivation("binary()", name="a1")(x)
+    x = QConv2D(5, 3, kernel_quantizer="binary()", use_bias=False, name="c2")(x)
+    m = Model(inp, x)
+    randomize_bn(m, 19)
+    im = deploy.convert(m)
+    kinds = [type(s).__name__ for s in im.steps]
+    assert kinds[:2] == ["FloatLayer", "FloatThreshPool"] and im.steps[1].conv is None
+    check_equal(m, im, np.random.default_rng(3).standard_normal((6, 9, 9, 2)).astype(F32), isas)

@@ -402,12 +402,12 @@ static PyObject *py_bnn_maxpool(PyObject *self, PyObject *args, PyObject *kw) {
 static PyObject *py_bnn_fthresh_pool(PyObject *self, PyObject *args, PyObject *kw) {
     (void)self;
     static char *kwlist[] = {"who", "z", "thr", "dir", "mode", "pool_size", "strides", "padding",
-                             "code_mul", NULL};
+                             "code_mul", "w", "conv_strides", "conv_padding", NULL};
     const char *who, *mode;
-    PyObject *zo, *tho, *dio, *ko, *so, *po;
+    PyObject *zo, *tho, *dio, *ko, *so, *po, *wo = Py_None, *cso = Py_None, *cpo = Py_None;
     int code_mul = 1;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "sOOOsOOO|i:bnn_fthresh_pool", kwlist, &who, &zo,
-                                     &tho, &dio, &mode, &ko, &so, &po, &code_mul))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "sOOOsOOO|iOOO:bnn_fthresh_pool", kwlist, &who, &zo,
+                                     &tho, &dio, &mode, &ko, &so, &po, &code_mul, &wo, &cso, &cpo))
         return NULL;
     const int bits = strcmp(mode, "bits") == 0;
     if (!bits && strcmp(mode, "codes") != 0) {
@@ -423,9 +423,44 @@ static PyObject *py_bnn_fthresh_pool(PyObject *self, PyObject *args, PyObject *k
                      who, s);
         return NULL;
     }
-    qnn_conv2d_shape s;
-    if (geometry(who, z, ko, so, po, &s)) return NULL;
-    s.C = s.CO = (size_t)PyArray_DIM(z, 3);
+    /* With w, z is the input of a float conv (the first layer) whose output is pooled. */
+    qnn_conv2d_shape cs, s;
+    PyArrayObject *w = NULL;
+    if (wo != Py_None) {
+        w = qnn_arg_f32(who, "w", wo);
+        if (!w) return NULL;
+        if (PyArray_NDIM(w) != 4 || PyArray_DIM(w, 2) != PyArray_DIM(z, 3) || PyArray_DIM(w, 3) < 1 ||
+            PyArray_DIM(w, 0) * PyArray_DIM(w, 1) * PyArray_DIM(w, 2) > QNN_FCONV_KMAX) {
+            PyErr_Format(PyExc_ValueError, "%s: w must be (kh, kw, %zd, out_channels) with kh*kw*%zd <= %d",
+                         who, (Py_ssize_t)PyArray_DIM(z, 3), (Py_ssize_t)PyArray_DIM(z, 3), QNN_FCONV_KMAX);
+            return NULL;
+        }
+        PyObject *ks = Py_BuildValue("(nn)", PyArray_DIM(w, 0), PyArray_DIM(w, 1));
+        if (!ks) return NULL;
+        const int bad = geometry(who, z, ks, cso, cpo, &cs);
+        Py_DECREF(ks);
+        if (bad) return NULL;
+        cs.C = (size_t)PyArray_DIM(z, 3);
+        cs.CO = (size_t)PyArray_DIM(w, 3);
+        s = cs; /* the pool's input is the conv output */
+        s.H = cs.HO; s.W = cs.WO;
+        long long k[2], st[2], pd[4];
+        if (parse_ints(who, "pool_size", ko, 2, 1, GEOM_MAX, k) ||
+            parse_ints(who, "strides", so, 2, 1, GEOM_MAX, st) ||
+            parse_ints(who, "padding", po, 4, 0, GEOM_MAX, pd))
+            return NULL;
+        s.KH = (size_t)k[0]; s.KW = (size_t)k[1]; s.sh = (size_t)st[0]; s.sw = (size_t)st[1];
+        s.pt = (size_t)pd[0]; s.pb = (size_t)pd[1]; s.pl = (size_t)pd[2]; s.pr = (size_t)pd[3];
+        if (qnn_conv2d_out_size(s.H, s.KH, s.sh, s.pt, s.pb, 1, &s.HO) ||
+            qnn_conv2d_out_size(s.W, s.KW, s.sw, s.pl, s.pr, 1, &s.WO)) {
+            PyErr_Format(PyExc_ValueError, "%s: the conv output is smaller than pool_size", who);
+            return NULL;
+        }
+        s.C = s.CO = cs.CO;
+    } else {
+        if (geometry(who, z, ko, so, po, &s)) return NULL;
+        s.C = s.CO = (size_t)PyArray_DIM(z, 3);
+    }
     if (s.C < 1 || s.pt >= s.KH || s.pb >= s.KH || s.pl >= s.KW || s.pr >= s.KW) {
         PyErr_Format(PyExc_ValueError, "%s: z needs >= 1 channel and padding smaller than pool_size", who);
         return NULL;
@@ -446,20 +481,77 @@ static PyObject *py_bnn_fthresh_pool(PyObject *self, PyObject *args, PyObject *k
                      who, code_mul, (Py_ssize_t)nthr);
         return NULL;
     }
+    if ((unsigned long long)s.N * s.HO * s.WO > (unsigned long long)(NPY_MAX_INTP / 8) / s.C) {
+        PyErr_Format(PyExc_ValueError, "%s: output is too large", who);
+        return NULL;
+    }
     npy_intp od[4] = {(npy_intp)s.N, (npy_intp)s.HO, (npy_intp)s.WO,
                       bits ? (npy_intp)qnn_bnn_words(s.C) : (npy_intp)s.C};
     PyArrayObject *o = (PyArrayObject *)PyArray_SimpleNew(4, od, bits ? NPY_UINT64 : NPY_UINT8);
     if (!o) return NULL;
     int rc;
+    const float *wd = w ? PyArray_DATA(w) : NULL;
     Py_BEGIN_ALLOW_THREADS
-    rc = qnn_fthresh_pool(&s, PyArray_DATA(z), PyArray_DATA(th), (size_t)nthr, PyArray_DATA(di), bits,
-                          code_mul, PyArray_DATA(o));
+    if (wd)
+        rc = qnn_fconv_thresh_pool(&cs, &s, PyArray_DATA(z), wd, PyArray_DATA(th), (size_t)nthr,
+                                   PyArray_DATA(di), bits, code_mul, PyArray_DATA(o));
+    else
+        rc = qnn_fthresh_pool(&s, PyArray_DATA(z), PyArray_DATA(th), (size_t)nthr, PyArray_DATA(di), bits,
+                              code_mul, PyArray_DATA(o));
+    Py_END_ALLOW_THREADS
+    if (rc) { Py_DECREF(o); qnn_raise_status(who, rc); return NULL; }
+    return (PyObject *)o;
+}
+
+/* ------------------------------------------------------------------ small float conv */
+
+static PyObject *py_bnn_fconv(PyObject *self, PyObject *args, PyObject *kw) {
+    (void)self;
+    static char *kwlist[] = {"who", "x", "w", "strides", "padding", "out", NULL};
+    const char *who;
+    PyObject *xo, *wo, *so, *po, *out = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "sOOOO|O:bnn_fconv", kwlist, &who, &xo, &wo, &so, &po, &out))
+        return NULL;
+    PyArrayObject *x = qnn_arg_f32(who, "x", xo), *w = x ? qnn_arg_f32(who, "w", wo) : NULL;
+    if (!w) return NULL;
+    if (PyArray_NDIM(x) != 4 || PyArray_NDIM(w) != 4) {
+        PyErr_Format(PyExc_ValueError, "%s: x (batch, height, width, channels) and w (kernel_h, kernel_w, "
+                     "in_channels, out_channels) must have 4 dims, got %d and %d", who, PyArray_NDIM(x),
+                     PyArray_NDIM(w));
+        return NULL;
+    }
+    PyObject *ks = Py_BuildValue("(nn)", PyArray_DIM(w, 0), PyArray_DIM(w, 1));
+    if (!ks) return NULL;
+    qnn_conv2d_shape s;
+    const int bad = geometry(who, x, ks, so, po, &s);
+    Py_DECREF(ks);
+    if (bad) return NULL;
+    s.C = (size_t)PyArray_DIM(x, 3);
+    s.CO = (size_t)PyArray_DIM(w, 3);
+    if ((size_t)PyArray_DIM(w, 2) != s.C || s.C < 1 || s.CO < 1 || s.KH * s.KW * s.C > QNN_FCONV_KMAX) {
+        PyErr_Format(PyExc_ValueError, "%s: w must be (kh, kw, %zu, out_channels >= 1) with kh*kw*%zu <= %d",
+                     who, s.C, s.C, QNN_FCONV_KMAX);
+        return NULL;
+    }
+    if ((unsigned long long)s.N * s.HO * s.WO > (unsigned long long)(NPY_MAX_INTP / 8) / s.CO) {
+        PyErr_Format(PyExc_ValueError, "%s: output is too large", who);
+        return NULL;
+    }
+    npy_intp od[4] = {(npy_intp)s.N, (npy_intp)s.HO, (npy_intp)s.WO, (npy_intp)s.CO};
+    PyArrayObject *ins[2] = {x, w};
+    PyArrayObject *o = make_out(who, out, 4, od, NPY_FLOAT32, "float32", ins, 2);
+    if (!o) return NULL;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = qnn_fconv_small(&s, PyArray_DATA(x), PyArray_DATA(w), PyArray_DATA(o));
     Py_END_ALLOW_THREADS
     if (rc) { Py_DECREF(o); qnn_raise_status(who, rc); return NULL; }
     return (PyObject *)o;
 }
 
 PyMethodDef qnn_bnn_methods[] = {
+    {"bnn_fconv", (PyCFunction)(void (*)(void))py_bnn_fconv, METH_VARARGS | METH_KEYWORDS,
+     "Direct float conv for K <= 256 with the float GEMM's arithmetic (a float first layer)."},
     {"bnn_fthresh_pool", (PyCFunction)(void (*)(void))py_bnn_fthresh_pool, METH_VARARGS | METH_KEYWORDS,
      "Float tensor -> levels or packed signs by per-channel thresholds, after optional max pooling."},
     {"bnn_workspace", py_bnn_workspace, METH_NOARGS,

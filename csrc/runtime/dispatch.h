@@ -21,6 +21,7 @@ typedef struct qnn_dispatch {
     qnn_epilogue_fn bnn_epilogue;
     qnn_bitpack_fn bitpack;
     int bgemm_mr, igemm_mr;
+    qnn_fconv_fn fconv_pixel;
 } qnn_dispatch;
 
 extern qnn_dispatch qnn_dispatch_table;

@@ -257,6 +257,32 @@ def float_thresholds(who, run, co, grid):
     return np.ascontiguousarray(thr), d.astype(np.int8)
 
 
+def _fast_first_conv(layer, in_shape):
+    """(w, strides, padding) when a float Conv2D can run as _core.bnn_fconv fused into the next
+    step: small K, no bias or activation, and bnn_fconv reproduces the layer bit for bit on
+    probe inputs (it follows the float GEMM's arithmetic; if that GEMM changes, this falls back)."""
+    if not (isinstance(layer, Conv2D) and not isinstance(layer, Conv2DTranspose) and len(in_shape) == 3
+            and getattr(layer, "rank", 2) == 2 and layer.groups == 1
+            and tuple(layer.dilation_rate) == (1, 1) and not layer.use_bias
+            and _is_identity(layer.activation)):
+        return None
+    w = np.ascontiguousarray(layer._quantized_kernel(False), F32)
+    if w.shape[0] * w.shape[1] * w.shape[2] > 256:
+        return None
+    from .. import _core
+    pads = tuple(layer._pads(in_shape[:2]))
+    rng = np.random.default_rng(0)
+    probes = [rng.standard_normal((2,) + tuple(in_shape)), rng.random((2,) + tuple(in_shape)),
+              np.round(rng.random((2,) + tuple(in_shape)) * 255) / 255]
+    for p in probes:
+        p = p.astype(F32)
+        want = layer.call(p, training=False)
+        got = _core.bnn_fconv(layer.name, p, w, tuple(layer.strides), pads)
+        if not np.array_equal(want, got):
+            return None
+    return w, tuple(layer.strides), pads
+
+
 def _plan_float_tail(layers, i, out_shape):
     """After a float layer at i-1: (fold, grid, used, pool) when layers[i:] are foldable layers
     ending in a grid quantizer (optionally then a MaxPooling2D) feeding an integer-capable layer."""
@@ -486,14 +512,20 @@ def plan(model, input_quantizer=None, strict=True):
             mode = "bits" if g.binary and _kernel_kind(nxt) == "binary" else "codes"
             names = [o.name for _, o in fold] + ([pool.name] if pool is not None else [])
             sp = out if len(out) == 3 else (1, 1, out[0])
+            conv = _fast_first_conv(layer, rep.shape)
+            if conv is not None:
+                steps.pop()  # the float layer is computed inside the fused step
+                names = [layer.name] + names
             if pool is not None:
                 pads = pool._pads(out[0], out[1])
                 sp = pool.compute_output_shape((None,) + tuple(out))[1:]
                 steps.append(FloatThreshPool(names[0], names, thr[:1] if mode == "bits" else thr, dirs, mode,
-                                             g.code_mul, g, pool.pool_size, pool.strides, pads))
+                                             g.code_mul, g, pool.pool_size, pool.strides, pads, conv=conv))
             else:
                 steps.append(FloatThreshPool(names[0], names, thr[:1] if mode == "bits" else thr, dirs, mode,
-                                             g.code_mul, g))
+                                             g.code_mul, g, conv=conv))
+            if conv is not None:
+                steps[-1].conv_out = out[:2]
             rep = _Rep("bits" if mode == "bits" else "levels", sp if len(out) == 3 else out, g, sp)
             i += 1 + used
             continue

@@ -68,7 +68,10 @@ def save(im, path):
             steps.append({"type": "fthresh", "name": s.name, "layers": list(s.layers), "mode": s.mode,
                           "code_mul": s.code_mul, "out_grid": s.out_grid.vals.tolist(),
                           "pool_size": list(s.pool_size), "strides": list(s.strides),
-                          "padding": list(s.padding), "thr": put(s.thr), "dirs": put(s.dirs)})
+                          "padding": list(s.padding), "thr": put(s.thr), "dirs": put(s.dirs),
+                          "conv": None if s.conv is None else {
+                              "w": put(s.conv[0]), "strides": list(s.conv[1]), "padding": list(s.conv[2]),
+                              "out_hw": list(getattr(s, "conv_out", (0, 0)))}})
         elif isinstance(s, FloatLayer):
             layer = s.layer
             steps.append({"type": "float", "layer": {"class_name": type(layer).__name__,
@@ -206,7 +209,7 @@ def _float_layer(st, arrays, source, field):
 
 def _fthresh_step(st, arrays, source, field):
     _keys(st, source, field, ("type", "name", "layers", "mode", "code_mul", "out_grid", "pool_size",
-                              "strides", "padding", "thr", "dirs"))
+                              "strides", "padding", "thr", "dirs", "conv"))
     f = lambda k: f"{field}.{k}"
     layers = [_str(x, source, f("layers")) for x in S._expect(st["layers"], list, source, f("layers"))]
     mode = _str(st["mode"], source, f("mode"), ("codes", "bits"))
@@ -219,11 +222,24 @@ def _fthresh_step(st, arrays, source, field):
     dirs = _array(arrays, st["dirs"], source, f("dirs"), "int8", (thr.shape[1],))
     if not np.all(np.abs(dirs) == 1):
         raise _err(source, f("dirs"), "values must be -1 or +1")
-    return FloatThreshPool(_str(st["name"], source, f("name")), layers, thr, dirs, mode,
+    conv = None
+    if st["conv"] is not None:
+        cv = st["conv"]
+        _keys(cv, source, f("conv"), ("w", "strides", "padding", "out_hw"))
+        w = _array(arrays, cv["w"], source, f("conv.w"), "float32")
+        if w.ndim != 4 or w.shape[3] != thr.shape[1]:
+            raise _err(source, f("conv.w"), f"shape {w.shape} does not match {thr.shape[1]} channels")
+        conv = (w, _ints(cv["strides"], source, f("conv.strides"), 2, 1, 1 << 20),
+                _ints(cv["padding"], source, f("conv.padding"), 4, 0, 1 << 20))
+        out_hw = _ints(cv["out_hw"], source, f("conv.out_hw"), 2, 0, 1 << 20)
+    step = FloatThreshPool(_str(st["name"], source, f("name")), layers, thr, dirs, mode,
                            S._expect_int(st["code_mul"], source, f("code_mul"), 1, 255), grid,
                            _ints(st["pool_size"], source, f("pool_size"), 2, 1, 1 << 20),
                            _ints(st["strides"], source, f("strides"), 2, 1, 1 << 20),
-                           _ints(st["padding"], source, f("padding"), 4, 0, 1 << 20))
+                           _ints(st["padding"], source, f("padding"), 4, 0, 1 << 20), conv=conv)
+    if conv is not None:
+        step.conv_out = out_hw
+    return step
 
 
 def _int_step(st, arrays, source, field):

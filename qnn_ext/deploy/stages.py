@@ -113,23 +113,37 @@ class FloatThreshPool(Step):
     kind = "fthresh"
 
     def __init__(self, name, layers, thr, dirs, mode, code_mul, out_grid, pool_size=(1, 1),
-                 strides=(1, 1), padding=(0, 0, 0, 0)):
+                 strides=(1, 1), padding=(0, 0, 0, 0), conv=None):
+        # conv: None, or (w, strides, padding) of a float first conv computed on the fly
+        # (_core.bnn_fconv's arithmetic, checked equal to the model's layer at convert time)
+        self.conv = conv
         self.name, self.layers = name, tuple(layers)
         self.thr, self.dirs, self.mode, self.code_mul, self.out_grid = thr, dirs, mode, int(code_mul), out_grid
         self.pool_size, self.strides, self.padding = tuple(pool_size), tuple(strides), tuple(padding)
 
     def run(self, x):
         x = x.reshape(x.shape[0], 1, 1, x.shape[-1]) if x.ndim == 2 else x
+        conv = {} if self.conv is None else dict(w=self.conv[0], conv_strides=self.conv[1],
+                                                 conv_padding=self.conv[2])
         return _core.bnn_fthresh_pool(self.name, np.ascontiguousarray(x, F32), self.thr, self.dirs,
                                       self.mode, self.pool_size, self.strides, self.padding,
-                                      code_mul=self.code_mul)
+                                      code_mul=self.code_mul, **conv)
 
     def kernel(self):
         pool = "" if self.pool_size == (1, 1) else " + maxpool"
-        return f"float thresholds{pool} -> {'bits' if self.mode == 'bits' else 'levels'}"
+        conv = "" if self.conv is None else "float direct conv + "
+        return f"{conv}thresholds{pool} -> {'bits' if self.mode == 'bits' else 'levels'}"
+
+    def weight_bits(self):
+        return None if self.conv is None else 32
 
     def packed_bytes(self):
-        return self.thr.nbytes + self.dirs.nbytes
+        return self.thr.nbytes + self.dirs.nbytes + (0 if self.conv is None else self.conv[0].nbytes)
+
+    def macs(self, batch):
+        if self.conv is None:
+            return 0
+        return int(batch * np.prod(self.conv_out) * self.conv[0].size) if hasattr(self, "conv_out") else 0
 
 
 class MaxPool(Step):

@@ -65,6 +65,11 @@ typedef void (*qnn_igemm_ukernel)(size_t mr, size_t kq, const uint8_t *a, size_t
 typedef void (*qnn_epilogue_fn)(const qnn_epilogue *e, size_t mr, size_t n0, size_t nr,
                                 const int32_t *raw, size_t ldr, const int32_t *const *corr,
                                 void *out, size_t ldo);
+/* The CO outputs at (n, oh, ow) of a direct float conv with the float GEMM's arithmetic
+ * (bnn_fconv_body.h); K = KH*KW*C <= QNN_FCONV_KMAX, w (K, CO). */
+#define QNN_FCONV_KMAX 256
+typedef void (*qnn_fconv_fn)(const qnn_conv2d_shape *s, const float *x, const float *w, size_t n,
+                             size_t oh, size_t ow, float *zr);
 /* out[r*words + w] = packed signs of x[r*C .. r*C + C) (bit 1 for x < 0). */
 typedef void (*qnn_bitpack_fn)(size_t rows, size_t C, const float *x, uint64_t *out);
 
@@ -76,7 +81,9 @@ typedef void (*qnn_bitpack_fn)(size_t rows, size_t C, const float *x, uint64_t *
     void qnn_bnn_epilogue_##isa(const qnn_epilogue *e, size_t mr, size_t n0, size_t nr,          \
                                 const int32_t *raw, size_t ldr, const int32_t *const *corr,      \
                                 void *out, size_t ldo);                                          \
-    void qnn_bitpack_##isa(size_t rows, size_t C, const float *x, uint64_t *out);
+    void qnn_bitpack_##isa(size_t rows, size_t C, const float *x, uint64_t *out);                \
+    void qnn_fconv_pixel_##isa(const qnn_conv2d_shape *s, const float *x, const float *w,         \
+                               size_t n, size_t oh, size_t ow, float *zr);
 
 QNN_BNN_DECLARE(ref)
 QNN_BNN_DECLARE(avx2)
@@ -117,6 +124,14 @@ int qnn_bnn_maxpool(const qnn_conv2d_shape *s, int bits, const void *x, void *ou
  * min, and negation is exact), level = #{j : v >= thr[j*C + c]}, stored as level*code_mul or as
  * a sign bit (1 for level 0). For a float layer followed by BN, activation, quantizer and max
  * pooling, thresholds found on the model's own layers make this equal to running them. */
+/* z = conv(x, w) for K <= QNN_FCONV_KMAX through the dispatched qnn_fconv_pixel, threaded. */
+int qnn_fconv_small(const qnn_conv2d_shape *s, const float *x, const float *w, float *z);
+/* qnn_fthresh_pool(conv(x, w)) without writing the conv output: c the conv geometry, p the pool
+ * geometry over the conv output (p->C = c->CO). */
+int qnn_fconv_thresh_pool(const qnn_conv2d_shape *c, const qnn_conv2d_shape *p, const float *x,
+                          const float *w, const float *thr, size_t nthr, const int8_t *dir, int bits,
+                          int code_mul, void *out);
+
 int qnn_fthresh_pool(const qnn_conv2d_shape *s, const float *z, const float *thr, size_t nthr,
                      const int8_t *dir, int bits, int code_mul, void *out);
 

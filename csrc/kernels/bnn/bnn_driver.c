@@ -245,63 +245,119 @@ int qnn_bnn_maxpool(const qnn_conv2d_shape *s, int bits, const void *x, void *ou
     return QNN_OK;
 }
 
-int qnn_fthresh_pool(const qnn_conv2d_shape *s, const float *z, const float *thr, size_t nthr,
-                     const int8_t *dir, int bits, int code_mul, void *out) {
+/* The pooled threshold transform shared by qnn_fthresh_pool and qnn_fconv_thresh_pool: `row`
+ * gives the C values of input cell (n, ih, iw), from a tensor or computed on the fly. */
+typedef const float *(*cell_fn)(const void *ctx, size_t n, size_t ih, size_t iw, float *buf);
+
+static int thresh_pool(const qnn_conv2d_shape *s, cell_fn row, const void *ctx, const float *thr,
+                       size_t nthr, const int8_t *dir, int bits, int code_mul, void *out) {
     const size_t C = s->C, M = s->N * s->HO * s->WO, words = qnn_bnn_words(C);
-    const int nt = qnn_threads_for(M * C * s->KH * s->KW);
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-    for (size_t m = 0; m < M; m++) {
-        const size_t ow = m % s->WO, oh = (m / s->WO) % s->HO, n = m / (s->WO * s->HO);
-        size_t h0, h1, w0, w1;
-        tap_range(oh, s->sh, s->pt, s->KH, s->H, &h0, &h1);
-        tap_range(ow, s->sw, s->pl, s->KW, s->W, &w0, &w1);
-        const size_t ih0 = oh * s->sh + h0 - s->pt, iw0 = ow * s->sw + w0 - s->pl;
+    const int nt = qnn_threads_for(M * C * s->KH * s->KW * 4);
+    int failed = 0;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        float *buf = qnn_aligned_alloc(C * sizeof(float)), *v = qnn_aligned_alloc(C * sizeof(float));
+        float *sg = qnn_aligned_alloc(C * sizeof(float));
+        int32_t *lev = qnn_aligned_alloc(C * sizeof(int32_t));
+        const int ok = buf && v && sg && lev;
+        if (!ok) {
+#pragma omp atomic write
+            failed = 1;
+        }
         /* Flat loops over channels (sign as a +-1 multiply, exact) so the compiler vectorises. */
-        float v[256], sg[256];
-        int32_t lev[256];
-        for (size_t c0 = 0; c0 < C; c0 += 256) {
-            const size_t cn = C - c0 < 256 ? C - c0 : 256;
-            for (size_t c = 0; c < cn; c++) {
-                sg[c] = dir[c0 + c] < 0 ? -1.0f : 1.0f;
-                v[c] = -__builtin_inff();
-            }
-            for (size_t i = 0; i < h1 - h0; i++)
-                for (size_t j = 0; j < w1 - w0; j++) {
-                    const float *p = z + ((n * s->H + ih0 + i) * s->W + iw0 + j) * C + c0;
-                    for (size_t c = 0; c < cn; c++) {
-                        const float t = p[c] * sg[c];
-                        v[c] = t > v[c] ? t : v[c];
+        for (size_t c = 0; ok && c < C; c++) sg[c] = dir[c] < 0 ? -1.0f : 1.0f;
+        {
+#pragma omp for schedule(static)
+            for (size_t m = 0; m < M; m++) {
+                if (!ok) continue;
+                const size_t ow = m % s->WO, oh = (m / s->WO) % s->HO, n = m / (s->WO * s->HO);
+                size_t h0, h1, w0, w1;
+                tap_range(oh, s->sh, s->pt, s->KH, s->H, &h0, &h1);
+                tap_range(ow, s->sw, s->pl, s->KW, s->W, &w0, &w1);
+                const size_t ih0 = oh * s->sh + h0 - s->pt, iw0 = ow * s->sw + w0 - s->pl;
+                for (size_t c = 0; c < C; c++) v[c] = -__builtin_inff();
+                for (size_t i = 0; i < h1 - h0; i++)
+                    for (size_t j = 0; j < w1 - w0; j++) {
+                        const float *p = row(ctx, n, ih0 + i, iw0 + j, buf);
+                        for (size_t c = 0; c < C; c++) {
+                            const float t = p[c] * sg[c];
+                            v[c] = t > v[c] ? t : v[c];
+                        }
+                    }
+                if (bits || nthr <= 32) {
+                    for (size_t c = 0; c < C; c++) lev[c] = 0;
+                    for (size_t t = 0; t < nthr; t++) {
+                        const float *tt = thr + t * C;
+                        for (size_t c = 0; c < C; c++) lev[c] += v[c] >= tt[c];
+                    }
+                } else {
+                    for (size_t c = 0; c < C; c++) {
+                        size_t lo = 0, hi = nthr;
+                        while (lo < hi) {
+                            const size_t mid = (lo + hi) / 2;
+                            if (thr[mid * C + c] <= v[c]) lo = mid + 1; else hi = mid;
+                        }
+                        lev[c] = (int32_t)lo;
                     }
                 }
-            if (bits || nthr <= 32) {
-                for (size_t c = 0; c < cn; c++) lev[c] = 0;
-                for (size_t t = 0; t < nthr; t++) {
-                    const float *tt = thr + t * C + c0;
-                    for (size_t c = 0; c < cn; c++) lev[c] += v[c] >= tt[c];
-                }
-            } else {
-                for (size_t c = 0; c < cn; c++) {
-                    size_t lo = 0, hi = nthr;
-                    while (lo < hi) {
-                        const size_t mid = (lo + hi) / 2;
-                        if (thr[mid * C + c0 + c] <= v[c]) lo = mid + 1; else hi = mid;
+                if (bits) {
+                    uint64_t *o = (uint64_t *)out + m * words;
+                    for (size_t w = 0; w < words; w++) {
+                        uint64_t word = 0;
+                        for (size_t b = 0; b < 64 && w * 64 + b < C; b++)
+                            word |= (uint64_t)(lev[w * 64 + b] == 0) << b;
+                        o[w] = word;
                     }
-                    lev[c] = (int32_t)lo;
+                } else {
+                    uint8_t *o = (uint8_t *)out + m * C;
+                    for (size_t c = 0; c < C; c++) o[c] = (uint8_t)(lev[c] * code_mul);
                 }
-            }
-            if (bits) {
-                uint64_t *o = (uint64_t *)out + m * words + c0 / 64;
-                for (size_t w = 0; w * 64 < cn; w++) {
-                    uint64_t word = 0;
-                    for (size_t b = 0; b < 64 && w * 64 + b < cn; b++)
-                        word |= (uint64_t)(lev[w * 64 + b] == 0) << b;
-                    o[w] = word;
-                }
-            } else {
-                uint8_t *o = (uint8_t *)out + m * C + c0;
-                for (size_t c = 0; c < cn; c++) o[c] = (uint8_t)(lev[c] * code_mul);
             }
         }
+        qnn_aligned_free(buf); qnn_aligned_free(v); qnn_aligned_free(sg); qnn_aligned_free(lev);
     }
+    return failed ? QNN_ENOMEM : QNN_OK;
+}
+
+typedef struct { const qnn_conv2d_shape *s; const float *z; } tensor_ctx;
+
+static const float *tensor_cell(const void *ctx, size_t n, size_t ih, size_t iw, float *buf) {
+    (void)buf;
+    const tensor_ctx *t = ctx;
+    return t->z + ((n * t->s->H + ih) * t->s->W + iw) * t->s->C;
+}
+
+int qnn_fthresh_pool(const qnn_conv2d_shape *s, const float *z, const float *thr, size_t nthr,
+                     const int8_t *dir, int bits, int code_mul, void *out) {
+    tensor_ctx t = {s, z};
+    return thresh_pool(s, tensor_cell, &t, thr, nthr, dir, bits, code_mul, out);
+}
+
+typedef struct { const qnn_conv2d_shape *c; const float *x, *w; qnn_fconv_fn f; } conv_ctx;
+
+static const float *conv_cell(const void *ctx, size_t n, size_t oh, size_t ow, float *buf) {
+    const conv_ctx *t = ctx;
+    t->f(t->c, t->x, t->w, n, oh, ow, buf);
+    return buf;
+}
+
+int qnn_fconv_thresh_pool(const qnn_conv2d_shape *c, const qnn_conv2d_shape *p, const float *x,
+                          const float *w, const float *thr, size_t nthr, const int8_t *dir, int bits,
+                          int code_mul, void *out) {
+    if (c->KH * c->KW * c->C > QNN_FCONV_KMAX || p->C != c->CO || p->H != c->HO || p->W != c->WO)
+        return QNN_EINVAL;
+    conv_ctx t = {c, x, w, qnn_dispatch_table.fconv_pixel};
+    return thresh_pool(p, conv_cell, &t, thr, nthr, dir, bits, code_mul, out);
+}
+
+int qnn_fconv_small(const qnn_conv2d_shape *s, const float *x, const float *w, float *z) {
+    if (s->KH * s->KW * s->C > QNN_FCONV_KMAX || s->groups != 1 || s->dh != 1 || s->dw != 1)
+        return QNN_EINVAL;
+    const size_t M = s->N * s->HO * s->WO;
+    const qnn_fconv_fn f = qnn_dispatch_table.fconv_pixel;
+    const int nt = qnn_threads_for(M * s->CO * s->KH * s->KW * s->C / 4);
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+    for (size_t m = 0; m < M; m++)
+        f(s, x, w, m / (s->WO * s->HO), (m / s->WO) % s->HO, m % s->WO, z + m * s->CO);
     return QNN_OK;
 }

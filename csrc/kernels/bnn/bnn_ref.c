@@ -47,3 +47,6 @@ void qnn_bitpack_ref(size_t rows, size_t C, const float *x, uint64_t *out) {
             out[r * words + w] = v;
         }
 }
+
+#define QNN_FN(name) name##_ref
+#include "kernels/bnn/bnn_fconv_body.h"
