@@ -40,17 +40,27 @@ void QNN_FN(qnn_fconv_pixel)(const qnn_conv2d_shape *s, const float *x, const fl
         }
         for (int j = 0; j < FCONV_NC; j++) zr[c0 + j] = 1.0f * acc[j];
     }
-    if (c0 + 16 <= CO) { /* a 16-wide group keeps the common 32-channel first layer vectorised */
-        for (; c0 + 16 <= CO; c0 += 16) {
-            float acc[16];
-            for (int j = 0; j < 16; j++) acc[j] = 0.0f;
-            for (size_t k = 0; k < K; k++) {
-                const float xk = xr[k];
-                const float *wk = w + k * CO + c0;
-                for (int j = 0; j < 16; j++) acc[j] += xk * wk[j];
-            }
-            for (int j = 0; j < 16; j++) zr[c0 + j] = 1.0f * acc[j];
+    /* 32- and 16-wide remainders: each accumulator vector is a 4-cycle add chain over K, so
+     * the widest group that fits keeps the most chains in flight. */
+    for (; c0 + 32 <= CO; c0 += 32) {
+        float acc[32];
+        for (int j = 0; j < 32; j++) acc[j] = 0.0f;
+        for (size_t k = 0; k < K; k++) {
+            const float xk = xr[k];
+            const float *wk = w + k * CO + c0;
+            for (int j = 0; j < 32; j++) acc[j] += xk * wk[j];
         }
+        for (int j = 0; j < 32; j++) zr[c0 + j] = 1.0f * acc[j];
+    }
+    for (; c0 + 16 <= CO; c0 += 16) {
+        float acc[16];
+        for (int j = 0; j < 16; j++) acc[j] = 0.0f;
+        for (size_t k = 0; k < K; k++) {
+            const float xk = xr[k];
+            const float *wk = w + k * CO + c0;
+            for (int j = 0; j < 16; j++) acc[j] += xk * wk[j];
+        }
+        for (int j = 0; j < 16; j++) zr[c0 + j] = 1.0f * acc[j];
     }
     for (size_t c = c0; c < CO; c++) {
         float acc = 0.0f;
