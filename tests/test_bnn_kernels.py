@@ -6,7 +6,7 @@ import pytest
 
 from qnn_ext import _core
 from qnn_ext.deploy.packing import (pack_binary_weights, pack_int8_weights, pack_signs,
-                                    unpack_signs, words)
+                                    pack_ternary_weights, unpack_signs, words)
 
 F32 = np.float32
 
@@ -107,6 +107,25 @@ def test_binary_conv(isa, shape, mode):
     np.testing.assert_array_equal(got, want)
     ref = at_ref(lambda: run_conv("binary", xk, panel, c, co, shape, ibias, -2, mode, p, wsum=wsum))
     np.testing.assert_array_equal(got, ref)
+
+
+@pytest.mark.parametrize("mode", ["float", "codes", "bits"])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_ternary_weights_binary_activations_conv(isa, shape, mode):
+    """Two bit-planes (sign, nonzero); zero padding corrected like the binary conv."""
+    n, h, w, c, co, kh, kw, st, pads = shape
+    rng = np.random.default_rng(abs(hash((shape, mode, 3))) % 2 ** 32)
+    x = np.where(rng.random((n, h, w, c)) < 0.5, -1.0, 1.0).astype(F32)
+    wt = rng.integers(-1, 2, (kh, kw, c, co))
+    acc = conv_ref(x, wt, st, pads)
+    panel, wsum, nnz = pack_ternary_weights(wt)
+    xk = _core.bnn_bitpack("t", x)
+    p = epilogue_params(rng, acc, co, mode, 3 if mode == "codes" else 1)
+    run = lambda: run_conv("ternary", xk, panel, c, co, shape, nnz, -2, mode, p, wsum=wsum,
+                           ws=_core.bnn_workspace())
+    got = run()
+    np.testing.assert_array_equal(got, epilogue_ref(acc, mode, p))
+    np.testing.assert_array_equal(got, at_ref(run))
 
 
 @pytest.mark.parametrize("mode", ["float", "codes", "bits"])

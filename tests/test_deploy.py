@@ -20,6 +20,7 @@ SETTINGS = {  # weight quantizer, activation quantizer
     "8bit": ("quantized_bits(8,0,1)", "quantized_relu(8,2)"),
     "4bit_signed": ("quantized_bits(4,0,1,alpha=1)", "quantized_bits(4,1,0)"),
     "bin_w_4bit_a": ("binary(alpha=1)", "quantized_relu(4,1)"),
+    "tern_w_bin_a": ("ternary()", "binary()"),
 }
 
 
@@ -94,6 +95,8 @@ def test_cnn_integer_model_equals_predict(setting, isas):
     assert im.steps[0].layers == ("conv1", "bn1", "act1")
     if setting == "binary":
         assert [s.conv_kind for s in ints] == ["binary", "binary", "binary", "int8"]
+    if setting == "tern_w_bin_a":
+        assert [s.conv_kind for s in ints] == ["ternary", "ternary", "ternary", "int8"]
         assert ints[0].mode == "bits" and ints[1].mode == "bits"
     check_equal(m, im, x, isas)
 

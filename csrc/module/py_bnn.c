@@ -205,9 +205,10 @@ static PyObject *py_bnn_conv2d(PyObject *self, PyObject *args, PyObject *kw) {
                                      &kind, &xo, &wo, &cin, &CO, &ko, &so, &po, &ibo, &imul, &mode,
                                      &mulo, &addo, &thro, &diro, &code_mul, &wsumo, &zp, &wso, &out))
         return NULL;
-    const int binary = strcmp(kind, "binary") == 0;
+    const int ternary = strcmp(kind, "ternary") == 0;
+    const int binary = ternary || strcmp(kind, "binary") == 0; /* both take packed signs */
     if (!binary && strcmp(kind, "int8") != 0) {
-        PyErr_Format(PyExc_ValueError, "%s: kind must be 'binary' or 'int8', got '%s'", who, kind);
+        PyErr_Format(PyExc_ValueError, "%s: kind must be 'binary', 'ternary' or 'int8', got '%s'", who, kind);
         return NULL;
     }
     int emode;
@@ -262,7 +263,11 @@ static PyObject *py_bnn_conv2d(PyObject *self, PyObject *args, PyObject *kw) {
         return NULL;
     }
     PyArrayObject *w;
-    if (binary) {
+    if (ternary) {
+        npy_intp wd[4] = {(npy_intp)((CO + QNN_BNN_NR - 1) / QNN_BNN_NR), (npy_intp)Kelems, 2, QNN_BNN_NR};
+        w = arg_typed(who, "w", wo, NPY_UINT64, "uint64", 4);
+        if (!w || check_shape(who, "w", w, 4, wd)) return NULL;
+    } else if (binary) {
         npy_intp wd[3] = {(npy_intp)((CO + QNN_BNN_NR - 1) / QNN_BNN_NR), (npy_intp)Kelems, QNN_BNN_NR};
         w = arg_typed(who, "w", wo, NPY_UINT64, "uint64", 3);
         if (!w || check_shape(who, "w", w, 3, wd)) return NULL;
@@ -348,7 +353,9 @@ static PyObject *py_bnn_conv2d(PyObject *self, PyObject *args, PyObject *kw) {
     void *xd = PyArray_DATA(x), *wd = PyArray_DATA(w), *od_ = PyArray_DATA(o);
     const int32_t *wsd = wsum ? PyArray_DATA(wsum) : NULL;
     Py_BEGIN_ALLOW_THREADS
-    if (binary)
+    if (ternary)
+        rc = qnn_tconv2d(&s, xd, wd, wsd, &e, od_, use);
+    else if (binary)
         rc = qnn_bconv2d(&s, xd, wd, wsd, &e, od_, use);
     else
         rc = qnn_iconv2d(&s, xd, (uint8_t)zp, wd, &e, od_, use);

@@ -22,6 +22,8 @@ typedef struct qnn_dispatch {
     qnn_bitpack_fn bitpack;
     int bgemm_mr, igemm_mr;
     qnn_fconv_fn fconv_pixel;
+    qnn_tgemm_ukernel tgemm;
+    int tgemm_mr;
 } qnn_dispatch;
 
 extern qnn_dispatch qnn_dispatch_table;

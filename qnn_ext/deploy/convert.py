@@ -31,7 +31,7 @@ from ..layers.pooling import MaxPooling2D
 from ..layers.quant_utils import act_forward
 from .. import activations as _acts
 from .grid import Grid, grid_of
-from .packing import pack_binary_weights, pack_int8_weights
+from .packing import pack_binary_weights, pack_int8_weights, pack_ternary_weights
 from .stages import Decode, Encode, FloatLayer, FloatThreshPool, IntConv, MaxPool, QuantizeInput
 
 F32 = np.float32
@@ -116,7 +116,7 @@ def _min_twos_bits(lo, hi):
 
 def kernel_codes(layer, kq):
     """Quantized kernel (..., CO) -> (codes int8, per-channel scale float64, kind, bits) or
-    raise ConversionError. kind 'binary' when every weight is +-s[c]."""
+    raise ConversionError. kind 'binary' when every weight is +-s[c], 'ternary' for {-s, 0, s}."""
     k = np.asarray(kq, np.float64).reshape(-1, kq.shape[-1])
     co = k.shape[1]
     amax = np.abs(k).max(axis=0)
@@ -125,7 +125,7 @@ def kernel_codes(layer, kq):
     codes = k / s
     if np.all(np.isin(codes, (-1.0, 0.0, 1.0))):
         binary = not np.any(codes == 0)
-        return codes.astype(np.int8), s, ("binary" if binary else "int8"), (1 if binary else 2)
+        return codes.astype(np.int8), s, ("binary" if binary else "ternary"), (1 if binary else 2)
     # otherwise power-of-two multiples of integers: the scale is the lowest set bit per channel
     scale = np.ones(co)
     for c in range(co):
@@ -369,7 +369,8 @@ def _plan_int(layer, rep, layers, i):
     co = codes.shape[-1]
     codes = codes.reshape(ks + (c, co))
     binary = kkind == "binary" and grid.binary
-    if binary:
+    ternary = kkind == "ternary" and grid.binary  # two bit-planes on packed signs
+    if binary or ternary:
         a_scale = float(grid.vals[1])
         amin, amax = -1, 1
     else:
@@ -403,12 +404,15 @@ def _plan_int(layer, rep, layers, i):
             break
     names = [layer.name] + [o.name for k, o in fold if k == "layer"]
     geo = dict(cin=c, cout=co, kernel_size=ks, strides=st, padding=pads, in_hw=(h, w),
-               imul=-2 if binary else 1, weight_bits=wbits, exact=exact,
+               imul=-2 if binary or ternary else 1, weight_bits=wbits, exact=exact,
                dense=isinstance(layer, Dense), codes=codes)
     if binary:
         panel, wsum = pack_binary_weights(codes)
         geo.update(conv_kind="binary", panel=panel, wsum=wsum,
                    ibias=np.full(co, ks[0] * ks[1] * c, np.int32), zp=0)
+    elif ternary:
+        panel, wsum, nnz = pack_ternary_weights(codes)
+        geo.update(conv_kind="ternary", panel=panel, wsum=wsum, ibias=nnz, zp=0)
     else:
         geo.update(conv_kind="int8", panel=pack_int8_weights(codes), wsum=None,
                    ibias=(-grid.zp * wk.sum(0)).astype(np.int32), zp=grid.zp)
@@ -420,7 +424,7 @@ def _plan_int(layer, rep, layers, i):
         return step, 1, _Rep("float", out_shape, None, spatial_out), bool(acts)
     thr, dirs = thresholds(who, _run_fn(fold, layer, len(out_shape) + 1), mul, bias, lo, hi, out_grid)
     nxt = _next_consumer(layers, i + used)
-    to_bits = out_grid.binary and nxt is not None and _kernel_kind(nxt) == "binary"
+    to_bits = out_grid.binary and nxt is not None and _kernel_kind(nxt) in ("binary", "ternary")
     if to_bits:
         step = IntConv(layer.name, names, mode="bits", thr=thr[:1], dirs=dirs, out_grid=out_grid, **geo)
         return step, used, _Rep("bits", out_shape, out_grid, spatial_out), False
@@ -468,10 +472,10 @@ def plan(model, input_quantizer=None, strict=True):
                             raise ConversionError(f"convert: {_who(layer)}: input rank {len(rep.shape)} unsupported")
                         src = _Rep("float", rep.shape, rep.grid, sp)
                     step, used, new, own_act = _plan_int(layer, src, layers, i)
+                    packed = step.conv_kind in ("binary", "ternary")
                     if rep.kind == "float":
-                        kind = "bits" if step.conv_kind == "binary" else "levels"
-                        steps.append(Encode(rep.grid, kind, layer.name))
-                    elif (rep.kind == "bits") != (step.conv_kind == "binary"):
+                        steps.append(Encode(rep.grid, "bits" if packed else "levels", layer.name))
+                    elif (rep.kind == "bits") != packed:
                         raise ConversionError(f"convert: {_who(layer)}: input format mismatch")
                     steps.append(step)
                     if own_act:
@@ -509,7 +513,7 @@ def plan(model, input_quantizer=None, strict=True):
                 tail = None
         if tail is not None:
             nxt = _next_consumer(layers, i + 1 + used)
-            mode = "bits" if g.binary and _kernel_kind(nxt) == "binary" else "codes"
+            mode = "bits" if g.binary and _kernel_kind(nxt) in ("binary", "ternary") else "codes"
             names = [o.name for _, o in fold] + ([pool.name] if pool is not None else [])
             sp = out if len(out) == 3 else (1, 1, out[0])
             conv = _fast_first_conv(layer, rep.shape)

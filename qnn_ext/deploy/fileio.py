@@ -20,7 +20,8 @@ import numpy as np
 from .. import quantizers as Q
 from .. import saving as S
 from .grid import Grid
-from .packing import pack_binary_weights, pack_codes, pack_int8_weights, unpack_codes
+from .packing import (pack_binary_weights, pack_codes, pack_int8_weights, pack_ternary_weights,
+                      unpack_codes)
 from .stages import Decode, Encode, FloatLayer, FloatThreshPool, IntConv, MaxPool, QuantizeInput
 
 FORMAT = "qnn_ext-integer-model"
@@ -250,7 +251,7 @@ def _int_step(st, arrays, source, field):
     f = lambda k: f"{field}.{k}"
     name = _str(st["name"], source, f("name"))
     layers = [_str(x, source, f("layers")) for x in S._expect(st["layers"], list, source, f("layers"))]
-    kind = _str(st["conv_kind"], source, f("conv_kind"), ("binary", "int8"))
+    kind = _str(st["conv_kind"], source, f("conv_kind"), ("binary", "ternary", "int8"))
     cin = S._expect_int(st["cin"], source, f("cin"), 1, 1 << 24)
     cout = S._expect_int(st["cout"], source, f("cout"), 1, 1 << 24)
     ks = _ints(st["kernel_size"], source, f("kernel_size"), 2, 1, 1 << 20)
@@ -282,6 +283,11 @@ def _int_step(st, arrays, source, field):
     if binary:
         panel, wsum = pack_binary_weights(codes)
         geo.update(panel=panel, wsum=wsum, imul=-2, ibias=np.full(cout, ks[0] * ks[1] * cin, np.int32))
+    elif kind == "ternary":
+        if wbits != 2 or np.abs(codes).max() > 1:
+            raise _err(source, f("codes"), "ternary layers have 2-bit codes in {-1, 0, 1}")
+        panel, wsum, nnz = pack_ternary_weights(codes)
+        geo.update(panel=panel, wsum=wsum, imul=-2, ibias=nnz)
     else:
         geo.update(panel=pack_int8_weights(codes), wsum=None, imul=1,
                    ibias=(-zp * wk.sum(0)).astype(np.int32))

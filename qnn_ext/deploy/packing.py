@@ -3,6 +3,7 @@ convert time, the same for every ISA so a saved integer model runs on any CPU.
 
 * binary: ``(ceil(CO/32), KH*KW*ceil(C/64), 32)`` uint64; word k of channel o holds the signs of
   64 input channels of one kernel tap, bit 1 for a negative weight, padding bits 0;
+* ternary: ``(ceil(CO/32), KH*KW*ceil(C/64), 2, 32)`` uint64: a sign plane and a nonzero plane;
 * int8: ``(ceil(CO/64), ceil(KH*KW*C/4), 64, 4)`` int8: 4 consecutive k of one channel together,
   the group vpdpbusd multiplies, zeros past K and CO.
 """
@@ -49,6 +50,19 @@ def pack_binary_weights(codes):
     panel = np.ascontiguousarray(full.reshape(kwords, nb, BNN_NR).transpose(1, 0, 2))
     wsum = codes.reshape(kh * kw, c, co).sum(axis=1).astype(np.int32)
     return panel, np.ascontiguousarray(wsum)
+
+
+def pack_ternary_weights(codes):
+    """codes (KH, KW, C, CO) in {-1, 0, 1} -> (panel, wsum, nnz): the ternary panel
+    (ceil(CO/32), Kw, 2, 32) with a sign plane (1 = negative) and a nonzero plane, the per-tap
+    sums for the padding correction, and the nonzero count per channel (the dot's offset)."""
+    codes = np.asarray(codes)
+    sign, wsum = pack_binary_weights(np.where(codes < 0, -1, 1))
+    mask, _ = pack_binary_weights(np.where(codes != 0, -1, 1))
+    panel = np.ascontiguousarray(np.stack([sign, mask], axis=2))
+    wsum = codes.reshape(codes.shape[0] * codes.shape[1], codes.shape[2], -1).sum(axis=1).astype(np.int32)
+    nnz = (codes != 0).reshape(-1, codes.shape[-1]).sum(0).astype(np.int32)
+    return panel, np.ascontiguousarray(wsum), nnz
 
 
 def pack_int8_weights(codes):

@@ -206,7 +206,7 @@ class IntConv(Step):
 
     def kernel(self):
         out = {"float": "float out", "codes": "u8 levels out", "bits": "bit-packed out"}[self.mode]
-        k = "xnor-popcount" if self.conv_kind == "binary" else "int8 u8xs8"
+        k = {"binary": "xnor-popcount", "ternary": "ternary 2-plane popcount"}.get(self.conv_kind, "int8 u8xs8")
         shape = "dense" if self.dense else f"{self.kernel_size[0]}x{self.kernel_size[1]}"
         return f"{k} {shape}, {out}"
 

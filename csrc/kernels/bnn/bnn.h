@@ -15,6 +15,8 @@
  *
  * Weight panels (packed once, identical for every ISA so a saved model runs anywhere):
  *  - binary: [CO/32 blocks][Kw words][32 channels] uint64, Kw = KH*KW*ceil(C/64);
+ *  - ternary (weights in {-1, 0, 1} on binary activations, two bit-planes, spec §6):
+ *            [CO/32 blocks][Kw words][2 planes: sign, nonzero][32 channels] uint64;
  *  - int8:   [CO/64 blocks][Kq groups][64 channels][4 bytes] int8, Kq = ceil(KH*KW*C/4);
  *  channels past CO are zero. */
 #ifndef QNN_KERNELS_BNN_H
@@ -56,6 +58,10 @@ typedef struct qnn_epilogue {
 /* pc[i*32 + j] = sum_k popcount(a[i*lda + k] ^ b[k*32 + j]), i < mr <= MR, j < 32. */
 typedef void (*qnn_bgemm_ukernel)(size_t mr, size_t kw, const uint64_t *a, size_t lda,
                                   const uint64_t *b, int32_t *pc);
+/* pc[i*32 + j] = sum_k popcount((a[i*lda + k] ^ sign[k][j]) & nonzero[k][j]): the negative products
+ * of +-1 activations with ternary weights; dot = nnz(w) - 2*pc. b: [k][2][32] words. */
+typedef void (*qnn_tgemm_ukernel)(size_t mr, size_t kw, const uint64_t *a, size_t lda,
+                                  const uint64_t *b, int32_t *pc);
 /* acc[i*64 + j] = sum_{k < 4*kq} a[i*lda + k] * b[(k/4)*256 + j*4 + k%4], a u8, b s8. */
 typedef void (*qnn_igemm_ukernel)(size_t mr, size_t kq, const uint8_t *a, size_t lda,
                                   const int8_t *b, int32_t *acc);
@@ -76,6 +82,8 @@ typedef void (*qnn_bitpack_fn)(size_t rows, size_t C, const float *x, uint64_t *
 #define QNN_BNN_DECLARE(isa)                                                                       \
     void qnn_bgemm_ukernel_##isa(size_t mr, size_t kw, const uint64_t *a, size_t lda,            \
                                  const uint64_t *b, int32_t *pc);                                \
+    void qnn_tgemm_ukernel_##isa(size_t mr, size_t kw, const uint64_t *a, size_t lda,            \
+                                 const uint64_t *b, int32_t *pc);                                \
     void qnn_igemm_ukernel_##isa(size_t mr, size_t kq, const uint8_t *a, size_t lda,             \
                                  const int8_t *b, int32_t *acc);                                 \
     void qnn_bnn_epilogue_##isa(const qnn_epilogue *e, size_t mr, size_t n0, size_t nr,          \
@@ -92,6 +100,9 @@ QNN_BNN_DECLARE(avx512)
 #define QNN_BGEMM_MR_REF 4
 #define QNN_BGEMM_MR_AVX2 4
 #define QNN_BGEMM_MR_AVX512 6
+#define QNN_TGEMM_MR_REF 4
+#define QNN_TGEMM_MR_AVX2 4
+#define QNN_TGEMM_MR_AVX512 5 /* 20 accumulators + 8 weight vectors fit the 32 zmm */
 #define QNN_IGEMM_MR_REF 4
 #define QNN_IGEMM_MR_AVX2 4
 #define QNN_IGEMM_MR_AVX512 6
@@ -110,6 +121,9 @@ void qnn_bnn_ws_release(qnn_bnn_ws *ws);
  * the +-1 weights (for the zero-padding correction), out per e.mode: float (N,HO,WO,CO), u8
  * (N,HO,WO,CO) or words (N,HO,WO,ceil(CO/64)). s->groups and dilation must be 1. */
 int qnn_bconv2d(const qnn_conv2d_shape *s, const uint64_t *x, const uint64_t *w,
+                const int32_t *wsum, const qnn_epilogue *e, void *out, qnn_bnn_ws *ws);
+/* The same with the ternary panel (ibias = nonzero weights per channel, imul = -2). */
+int qnn_tconv2d(const qnn_conv2d_shape *s, const uint64_t *x, const uint64_t *w,
                 const int32_t *wsum, const qnn_epilogue *e, void *out, qnn_bnn_ws *ws);
 /* int8 conv: x (N, H, W, C) u8 levels, padding with the byte zp, w the int8 panel. */
 int qnn_iconv2d(const qnn_conv2d_shape *s, const uint8_t *x, uint8_t zp, const int8_t *w,

@@ -10,8 +10,8 @@
 
 #define MR 4
 
-void qnn_bgemm_ukernel_avx2(size_t mr, size_t kw, const uint64_t *a, size_t lda, const uint64_t *b,
-                            int32_t *pc) {
+static inline void bgemm_avx2(size_t mr, size_t kw, const uint64_t *a, size_t lda, const uint64_t *b,
+                              int32_t *pc, int ternary) {
     const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
                                          0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
     const __m256i low = _mm256_set1_epi8(0x0f), z = _mm256_setzero_si256();
@@ -22,9 +22,13 @@ void qnn_bgemm_ukernel_avx2(size_t mr, size_t kw, const uint64_t *a, size_t lda,
         for (size_t i = 0; i < MR; i++) s64[i] = s8[i] = z;
         size_t since = 0;
         for (size_t k = 0; k < kw; k++) {
-            const __m256i bv = _mm256_loadu_si256((const __m256i *)(b + k * QNN_BNN_NR + g));
+            const uint64_t *bk = b + k * (ternary ? 2 : 1) * QNN_BNN_NR;
+            const __m256i bv = _mm256_loadu_si256((const __m256i *)(bk + g));
+            const __m256i mv = ternary ? _mm256_loadu_si256((const __m256i *)(bk + QNN_BNN_NR + g))
+                                       : _mm256_set1_epi64x(-1);
             for (size_t i = 0; i < MR; i++) {
-                const __m256i x = _mm256_xor_si256(_mm256_set1_epi64x((long long)ar[i][k]), bv);
+                const __m256i x = _mm256_and_si256(
+                    _mm256_xor_si256(_mm256_set1_epi64x((long long)ar[i][k]), bv), mv);
                 const __m256i lo = _mm256_shuffle_epi8(lut, _mm256_and_si256(x, low));
                 const __m256i hi = _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(x, 4), low));
                 s8[i] = _mm256_add_epi8(s8[i], _mm256_add_epi8(lo, hi));
@@ -44,6 +48,17 @@ void qnn_bgemm_ukernel_avx2(size_t mr, size_t kw, const uint64_t *a, size_t lda,
             for (size_t j = 0; j < 4; j++) pc[i * QNN_BNN_NR + g + j] = (int32_t)v[j];
         }
     }
+}
+
+void qnn_bgemm_ukernel_avx2(size_t mr, size_t kw, const uint64_t *a, size_t lda, const uint64_t *b,
+                            int32_t *pc) {
+    bgemm_avx2(mr, kw, a, lda, b, pc, 0);
+}
+
+/* Ternary weights: the same with the nonzero plane ANDed in. */
+void qnn_tgemm_ukernel_avx2(size_t mr, size_t kw, const uint64_t *a, size_t lda, const uint64_t *b,
+                            int32_t *pc) {
+    bgemm_avx2(mr, kw, a, lda, b, pc, 1);
 }
 
 void qnn_igemm_ukernel_avx2(size_t mr, size_t kq, const uint8_t *a, size_t lda, const int8_t *b,

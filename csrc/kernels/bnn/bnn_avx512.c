@@ -48,6 +48,36 @@ void qnn_bgemm_ukernel_avx512(size_t mr, size_t kw, const uint64_t *a, size_t ld
     BSTORE(0); BSTORE(1); BSTORE(2); BSTORE(3); BSTORE(4); BSTORE(5);
 }
 
+/* Ternary weights on binary activations (spec §6): (a ^ sign) & nonzero is one vpternlogq
+ * (truth table 0x28: (A xor B) and C), so the cost per word is the binary kernel's; the 8 weight
+ * vectors (sign and nonzero planes) leave room for 5 rows x 4 accumulators. */
+#define TSTEP(acc, va, sj, mj)                                                                   \
+    acc = _mm512_add_epi64(acc, _mm512_popcnt_epi64(_mm512_ternarylogic_epi64(va, sj, mj, 0x28)))
+#define TROW(i)                                                                                  \
+    do {                                                                                         \
+        const __m512i va = _mm512_set1_epi64((long long)a##i[k]);                                \
+        TSTEP(c##i##0, va, s0, m0); TSTEP(c##i##1, va, s1, m1);                                  \
+        TSTEP(c##i##2, va, s2, m2); TSTEP(c##i##3, va, s3, m3);                                  \
+    } while (0)
+
+void qnn_tgemm_ukernel_avx512(size_t mr, size_t kw, const uint64_t *a, size_t lda,
+                              const uint64_t *b, int32_t *pc) {
+    const uint64_t *a0 = a;
+    const uint64_t *a1 = mr > 1 ? a + lda : a0, *a2 = mr > 2 ? a + 2 * lda : a0;
+    const uint64_t *a3 = mr > 3 ? a + 3 * lda : a0, *a4 = mr > 4 ? a + 4 * lda : a0;
+    const __m512i z = _mm512_setzero_si512();
+    BZERO(0); BZERO(1); BZERO(2); BZERO(3); BZERO(4);
+    for (size_t k = 0; k < kw; k++) {
+        const uint64_t *bk = b + k * 2 * QNN_BNN_NR;
+        const __m512i s0 = _mm512_loadu_si512((const void *)bk), s1 = _mm512_loadu_si512((const void *)(bk + 8));
+        const __m512i s2 = _mm512_loadu_si512((const void *)(bk + 16)), s3 = _mm512_loadu_si512((const void *)(bk + 24));
+        const __m512i m0 = _mm512_loadu_si512((const void *)(bk + 32)), m1 = _mm512_loadu_si512((const void *)(bk + 40));
+        const __m512i m2 = _mm512_loadu_si512((const void *)(bk + 48)), m3 = _mm512_loadu_si512((const void *)(bk + 56));
+        TROW(0); TROW(1); TROW(2); TROW(3); TROW(4);
+    }
+    BSTORE(0); BSTORE(1); BSTORE(2); BSTORE(3); BSTORE(4);
+}
+
 #define VNNI(acc, va, vb) __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(va), "v"(vb))
 #define IROW(i)                                                                                  \
     do {                                                                                         \

@@ -89,8 +89,8 @@ static void gather_row(const qnn_conv2d_shape *s, const uint8_t *x, size_t elem,
     }
 }
 
-int qnn_bconv2d(const qnn_conv2d_shape *s, const uint64_t *x, const uint64_t *w,
-                const int32_t *wsum, const qnn_epilogue *e, void *out, qnn_bnn_ws *ws) {
+static int xconv2d(const qnn_conv2d_shape *s, const uint64_t *x, const uint64_t *w,
+                   const int32_t *wsum, const qnn_epilogue *e, void *out, qnn_bnn_ws *ws, int ternary) {
     if (s->groups != 1 || s->dh != 1 || s->dw != 1) return QNN_EINVAL;
     const size_t Cw = qnn_bnn_words(s->C), Kw = s->KH * s->KW * Cw;
     const size_t M = s->N * s->HO * s->WO, CO = s->CO, NB = (CO + QNN_BNN_NR - 1) / QNN_BNN_NR;
@@ -132,9 +132,11 @@ int qnn_bconv2d(const qnn_conv2d_shape *s, const uint64_t *x, const uint64_t *w,
     }
     const size_t ldo = e->mode == QNN_EPI_BITS ? 2 * qnn_bnn_words(CO) : CO;
     if (e->mode == QNN_EPI_BITS) memset(out, 0, M * ldo * 4);
-    const qnn_bgemm_ukernel uk = qnn_dispatch_table.bgemm;
+    /* The ternary panel has the same shape per channel block with two planes per word. */
+    const qnn_bgemm_ukernel uk = ternary ? qnn_dispatch_table.tgemm : qnn_dispatch_table.bgemm;
     const qnn_epilogue_fn epi = qnn_dispatch_table.bnn_epilogue;
-    const size_t MR = (size_t)qnn_dispatch_table.bgemm_mr;
+    const size_t MR = (size_t)(ternary ? qnn_dispatch_table.tgemm_mr : qnn_dispatch_table.bgemm_mr);
+    const size_t planes = ternary ? 2 : 1;
     /* One word of a tile row costs about what one element of streaming work does (the
      * threshold qnn_threads_for is tuned for), per output channel. */
     const int nt = qnn_threads_for(M * CO * Kw);
@@ -165,13 +167,23 @@ int qnn_bconv2d(const qnn_conv2d_shape *s, const uint64_t *x, const uint64_t *w,
             }
         }
         const size_t n0 = nb * QNN_BNN_NR, nr = CO - n0 < QNN_BNN_NR ? CO - n0 : QNN_BNN_NR;
-        uk(mr, Kw, A + m0 * lda, lda, w + nb * Kw * QNN_BNN_NR, tile);
+        uk(mr, Kw, A + m0 * lda, lda, w + nb * Kw * planes * QNN_BNN_NR, tile);
         void *o = e->mode == QNN_EPI_FLOAT ? (void *)((float *)out + m0 * ldo)
                 : e->mode == QNN_EPI_CODES ? (void *)((uint8_t *)out + m0 * ldo)
                                            : (void *)((uint32_t *)out + m0 * ldo);
         epi(e, mr, n0, nr, tile, QNN_BNN_NR, any ? cp : NULL, o, ldo);
     }
     return QNN_OK;
+}
+
+int qnn_bconv2d(const qnn_conv2d_shape *s, const uint64_t *x, const uint64_t *w,
+                const int32_t *wsum, const qnn_epilogue *e, void *out, qnn_bnn_ws *ws) {
+    return xconv2d(s, x, w, wsum, e, out, ws, 0);
+}
+
+int qnn_tconv2d(const qnn_conv2d_shape *s, const uint64_t *x, const uint64_t *w,
+                const int32_t *wsum, const qnn_epilogue *e, void *out, qnn_bnn_ws *ws) {
+    return xconv2d(s, x, w, wsum, e, out, ws, 1);
 }
 
 int qnn_iconv2d(const qnn_conv2d_shape *s, const uint8_t *x, uint8_t zp, const int8_t *w,

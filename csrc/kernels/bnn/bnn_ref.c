@@ -20,6 +20,19 @@ void qnn_bgemm_ukernel_ref(size_t mr, size_t kw, const uint64_t *a, size_t lda, 
         }
 }
 
+void qnn_tgemm_ukernel_ref(size_t mr, size_t kw, const uint64_t *a, size_t lda, const uint64_t *b,
+                           int32_t *pc) {
+    for (size_t i = 0; i < mr; i++)
+        for (size_t j = 0; j < QNN_BNN_NR; j++) {
+            int32_t s = 0;
+            for (size_t k = 0; k < kw; k++) {
+                const uint64_t *bk = b + k * 2 * QNN_BNN_NR;
+                s += popcount64((a[i * lda + k] ^ bk[j]) & bk[QNN_BNN_NR + j]);
+            }
+            pc[i * QNN_BNN_NR + j] = s;
+        }
+}
+
 void qnn_igemm_ukernel_ref(size_t mr, size_t kq, const uint8_t *a, size_t lda, const int8_t *b,
                            int32_t *acc) {
     for (size_t i = 0; i < mr; i++)
