@@ -6,6 +6,7 @@ the same run; times are medians of several warm runs (this VM is shared and nois
     python python/bench_deploy.py --quick         # fewer runs, batch 64 end to end only
 
 Layers:
+  ternary weights (two bit-planes) on the same binary input, same output;
   binary 3x3 conv 14x14x256 -> 256, "same" zero padding (115.6 M binary MACs per image), input
   bit-packed, BN + sign fused, bit-packed output (what a binary layer gets from and gives to its
   neighbours); our float conv and PyTorch's on the same +-1 values;
@@ -24,7 +25,8 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import qnn_ext  # noqa: E402
 from qnn_ext import _core, deploy  # noqa: E402
-from qnn_ext.deploy.packing import pack_binary_weights, pack_int8_weights  # noqa: E402
+from qnn_ext.deploy.packing import (pack_binary_weights, pack_int8_weights,  # noqa: E402
+                                    pack_ternary_weights)
 
 F32 = np.float32
 
@@ -71,6 +73,7 @@ def bench_layers(batches, threads, runs, torch):
         dirs = np.ones(CO, np.int8)
         ws = _core.bnn_workspace()
         ob = np.empty((n, H, W, CO // 64), np.uint64)
+        tpanel, twsum, tnnz = pack_ternary_weights(rng.integers(-1, 2, (3, 3, C, CO)))
         xi = rng.integers(0, 16, (n, H, W, C)).astype(np.uint8)
         wi = rng.integers(-7, 8, (3, 3, C, CO)).astype(np.int8)
         pi = pack_int8_weights(wi)
@@ -86,6 +89,9 @@ def bench_layers(batches, threads, runs, torch):
                 "bench", "binary", xk, panel, C, CO, (3, 3), (1, 1), (1, 1, 1, 1), ib, -2, "bits",
                 thr=thr, dir=dirs, wsum=wsum, ws=ws, out=ob), runs)
             tpk = median_time(lambda: _core.bnn_bitpack("bench", xf), runs)
+            tter = median_time(lambda: _core.bnn_conv2d(
+                "bench", "ternary", xk, tpanel, C, CO, (3, 3), (1, 1), (1, 1, 1, 1), tnnz, -2, "bits",
+                thr=thr, dir=dirs, wsum=twsum, ws=ws, out=ob), runs)
             ti = median_time(lambda: _core.bnn_conv2d(
                 "bench", "int8", xi, pi, C, CO, (3, 3), (1, 1), (1, 1, 1, 1), np.zeros(CO, np.int32), 1,
                 "codes", thr=thr4, dir=dirs, code_mul=1, zp=0, ws=ws, out=oi), runs)
@@ -96,17 +102,17 @@ def bench_layers(batches, threads, runs, torch):
                 with torch.no_grad():
                     tt = median_time(lambda: torch.nn.functional.conv2d(xt, wt, padding=1), runs)
             bmacs = n * H * W * CO * 9 * C
-            rows.append(dict(batch=n, threads=t, binary_us=tb * 1e6, bitpack_us=tpk * 1e6,
+            rows.append(dict(batch=n, threads=t, binary_us=tb * 1e6, bitpack_us=tpk * 1e6, ternary_us=tter * 1e6,
                              int8_us=ti * 1e6, float_us=tf * 1e6, torch_us=tt * 1e6,
                              tbmacs=bmacs / tb / 1e12, int8_gops=2 * bmacs / ti / 1e9,
                              float_gflops=2 * bmacs / tf / 1e9))
     print("\nLayer: 3x3 conv 14x14x256 -> 256, same padding (115.6 M MACs per image)")
-    print(f"{'batch':>5s} {'thr':>3s} | {'binary µs':>10s} {'TbMAC/s':>7s} {'(+pack µs)':>10s} | "
+    print(f"{'batch':>5s} {'thr':>3s} | {'binary µs':>10s} {'TbMAC/s':>7s} {'(+pack µs)':>10s} {'tern µs':>8s} | "
           f"{'int8 µs':>9s} {'GOPS':>5s} | {'float µs':>9s} {'GFLOPS':>6s} | {'torch µs':>9s} | "
           f"{'bin/float':>9s} {'bin/torch':>9s} {'int8/float':>10s} {'int8/torch':>10s}")
     for r in rows:
         print(f"{r['batch']:5d} {r['threads']:3d} | {r['binary_us']:10.1f} {r['tbmacs']:7.2f} "
-              f"{r['bitpack_us']:10.1f} | {r['int8_us']:9.1f} {r['int8_gops']:5.0f} | {r['float_us']:9.1f} "
+              f"{r['bitpack_us']:10.1f} {r['ternary_us']:8.1f} | {r['int8_us']:9.1f} {r['int8_gops']:5.0f} | {r['float_us']:9.1f} "
               f"{r['float_gflops']:6.0f} | {r['torch_us']:9.1f} | {r['float_us'] / r['binary_us']:8.1f}x "
               f"{r['torch_us'] / r['binary_us']:8.1f}x {r['float_us'] / r['int8_us']:9.1f}x "
               f"{r['torch_us'] / r['int8_us']:9.1f}x")
