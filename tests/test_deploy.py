@@ -240,6 +240,13 @@ def test_unsupported_layers_are_refused_with_their_name():
     x = np.random.default_rng(0).standard_normal((4, 6)).astype(F32)
     assert im.integer_layers() == []
     np.testing.assert_array_equal(im.predict(x), m.predict(x))
+    # binary weights with a float (least-squares) scale: exact in integers, but the float model
+    # rounds every addition of +-alpha; refused rather than approximately equal
+    m = Sequential([QActivation("binary()", input_shape=(6,), name="qa"),
+                    QDense(5, kernel_quantizer="binary(alpha='auto')", name="auto_binary")])
+    with pytest.raises(deploy.ConversionError, match="auto_binary.*power of"):
+        deploy.convert(m)
+    np.testing.assert_array_equal(deploy.convert(m, strict=False).predict(x), m.predict(x))
 
 
 def test_float_model_runs_on_float_kernels():

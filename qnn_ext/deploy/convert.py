@@ -381,8 +381,17 @@ def _plan_int(layer, rep, layers, i):
     wk = codes.reshape(-1, co).astype(np.int64)
     lo = (np.minimum(amin * wk, amax * wk)).sum(0)
     hi = (np.maximum(amin * wk, amax * wk)).sum(0)
-    po2 = lambda v: np.all(np.frexp(np.asarray(v, np.float64))[0] == 0.5)
-    exact = bool(po2(mul64) and float(max(np.abs(lo).max(), np.abs(hi).max())) < 2.0 ** 24)
+    if not np.all(np.frexp(mul64)[0] == 0.5):
+        # The float layer sums terms like +-0.37 with a rounding per addition, in its GEMM's
+        # order; the integer sum times the scale rounds once. Thresholds near a tie would then
+        # disagree, and a flipped sign changes everything after it: refuse instead.
+        raise ConversionError(f"{who}: the product of its input and kernel scales is not a power of "
+                              f"two (kernel quantizer {layer.kernel_quantizer_internal}, input {grid.name}), "
+                              f"so its float rounding cannot be reproduced; use alpha='auto_po2' or a "
+                              f"power-of-two alpha")
+    # Partial sums of the float model are exact below 2**24 units; beyond that (only with wide
+    # 8-bit layers) the integer result is the exact one and the float model may differ from it.
+    exact = bool(float(max(np.abs(lo).max(), np.abs(hi).max())) < 2.0 ** 24)
     bias = np.asarray(layer._quantize("bias", False), F32) if layer.use_bias else None
     # the layers folded into the output transform, up to a grid quantizer
     fold, used, out_grid = [], 1, None

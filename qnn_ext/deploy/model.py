@@ -80,8 +80,8 @@ class IntegerModel:
                          f"{r['macs']:11d} {r['latency_us']:9.1f}{flag}")
             tot = sum(r["latency_us"] for r in rows)
             print_fn(f"total {tot:.1f} µs, {sum(r['packed_bytes'] for r in rows)} weight bytes"
-                     + ("; ~ = agrees to float32 rounding (non-power-of-two scale or |sum| >= 2^24)"
-                        if not all(r["exact"] for r in rows) else ""))
+                     + ("; ~ = wide layer: the float model's own sums may pass 2^24 units, where the "
+                        "integer result is the exact one" if not all(r["exact"] for r in rows) else ""))
         return rows
 
     def integer_layers(self):
