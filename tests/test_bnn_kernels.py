@@ -6,7 +6,8 @@ import pytest
 
 from qnn_ext import _core
 from qnn_ext.deploy.packing import (pack_binary_weights, pack_int8_weights, pack_signs,
-                                    pack_ternary_weights, unpack_signs, words)
+                                    pack_tbits, pack_ternary_weights, unpack_signs, unpack_tbits,
+                                    words)
 
 F32 = np.float32
 
@@ -47,6 +48,8 @@ def epilogue_ref(acc, mode, p):
     level = (v[..., None] >= p["thr"].T).sum(-1)
     if mode == "codes":
         return (level * p["code_mul"]).astype(np.uint8)
+    if mode == "tbits":
+        return pack_tbits(level - 1)
     return pack_signs(level == 0)
 
 
@@ -128,6 +131,26 @@ def test_ternary_weights_binary_activations_conv(isa, shape, mode):
     np.testing.assert_array_equal(got, at_ref(run))
 
 
+@pytest.mark.parametrize("mode", ["float", "codes", "bits", "tbits"])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_ternary_weights_ternary_activations_conv(isa, shape, mode):
+    """Sign/nonzero planes on both sides; zero padding is all-zero pairs (no correction)."""
+    n, h, w, c, co, kh, kw, st, pads = shape
+    rng = np.random.default_rng(abs(hash((shape, mode, 33))) % 2 ** 32)
+    x = rng.integers(-1, 2, (n, h, w, c)).astype(F32)
+    wt = rng.integers(-1, 2, (kh, kw, c, co))
+    acc = conv_ref(x, wt, st, pads)
+    panel, _, _ = pack_ternary_weights(wt)
+    xk = pack_tbits(x)
+    np.testing.assert_array_equal(unpack_tbits(xk, c), x.astype(np.int8))
+    p = epilogue_params(rng, acc, co, mode, 2 if mode in ("codes", "tbits") else 1)
+    run = lambda: run_conv("tt", xk, panel, c, co, shape, np.zeros(co, np.int32), 1, mode, p,
+                           ws=_core.bnn_workspace())
+    got = run()
+    np.testing.assert_array_equal(got, epilogue_ref(acc, mode, p))
+    np.testing.assert_array_equal(got, at_ref(run))
+
+
 @pytest.mark.parametrize("mode", ["float", "codes", "bits"])
 @pytest.mark.parametrize("shape", SHAPES + [(2, 3, 3, 6, 3, 1, 1, (1, 1), (0, 0, 0, 0))])
 def test_int8_conv(isa, shape, mode):
@@ -186,6 +209,9 @@ def test_maxpool_levels_and_bits(isa, k, s, pads):
     # max of +-1 values, padding never wins (it is -inf for a max)
     want = pool_ref(f, k, s, pads, np.maximum, -np.inf)
     np.testing.assert_array_equal(got, pack_signs(want < 0))
+    t = rng.integers(-1, 2, (2, 7, 6, 70)).astype(F32)
+    got = _core.bnn_maxpool("t", pack_tbits(t), k, s, pads, planes=2)
+    np.testing.assert_array_equal(got, pack_tbits(pool_ref(t, k, s, pads, np.maximum, -np.inf)))
 
 
 def _good_binary_args():
@@ -243,7 +269,7 @@ def test_int8_accumulator_bound_is_checked():
                          np.zeros(1, np.int32), 1, "float", mul=np.ones(1, F32), add=np.zeros(1, F32))
 
 
-@pytest.mark.parametrize("mode,nthr", [("bits", 1), ("codes", 15), ("codes", 200)])
+@pytest.mark.parametrize("mode,nthr", [("bits", 1), ("tbits", 2), ("codes", 15), ("codes", 200)])
 @pytest.mark.parametrize("k,s,pads", [((1, 1), (1, 1), (0, 0, 0, 0)), ((2, 2), (2, 2), (0, 0, 0, 0)),
                                       ((3, 3), (2, 2), (1, 1, 1, 1))])
 def test_float_thresholds_with_pooling(isa, mode, nthr, k, s, pads):
@@ -254,7 +280,8 @@ def test_float_thresholds_with_pooling(isa, mode, nthr, k, s, pads):
     got = _core.bnn_fthresh_pool("t", z, thr, d, mode, k, s, pads, code_mul=1)
     v = pool_ref(z * d.astype(F32), k, s, pads, np.maximum, -np.inf)
     level = (v[..., None] >= thr.T).sum(-1)
-    want = pack_signs(level == 0) if mode == "bits" else level.astype(np.uint8)
+    want = (pack_signs(level == 0) if mode == "bits" else pack_tbits(level - 1) if mode == "tbits"
+            else level.astype(np.uint8))
     np.testing.assert_array_equal(got, want)
 
 

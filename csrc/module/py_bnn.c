@@ -205,18 +205,21 @@ static PyObject *py_bnn_conv2d(PyObject *self, PyObject *args, PyObject *kw) {
                                      &kind, &xo, &wo, &cin, &CO, &ko, &so, &po, &ibo, &imul, &mode,
                                      &mulo, &addo, &thro, &diro, &code_mul, &wsumo, &zp, &wso, &out))
         return NULL;
-    const int ternary = strcmp(kind, "ternary") == 0;
-    const int binary = ternary || strcmp(kind, "binary") == 0; /* both take packed signs */
+    /* 'tt': ternary weights on ternary activations (sign/nonzero word pairs) */
+    const int tt = strcmp(kind, "tt") == 0;
+    const int ternary = tt || strcmp(kind, "ternary") == 0;
+    const int binary = ternary || strcmp(kind, "binary") == 0; /* all take packed words */
     if (!binary && strcmp(kind, "int8") != 0) {
-        PyErr_Format(PyExc_ValueError, "%s: kind must be 'binary', 'ternary' or 'int8', got '%s'", who, kind);
+        PyErr_Format(PyExc_ValueError, "%s: kind must be 'binary', 'ternary', 'tt' or 'int8', got '%s'", who, kind);
         return NULL;
     }
     int emode;
     if (strcmp(mode, "float") == 0) emode = QNN_EPI_FLOAT;
     else if (strcmp(mode, "codes") == 0) emode = QNN_EPI_CODES;
     else if (strcmp(mode, "bits") == 0) emode = QNN_EPI_BITS;
+    else if (strcmp(mode, "tbits") == 0) emode = QNN_EPI_TBITS;
     else {
-        PyErr_Format(PyExc_ValueError, "%s: mode must be 'float', 'codes' or 'bits', got '%s'", who, mode);
+        PyErr_Format(PyExc_ValueError, "%s: mode must be 'float', 'codes', 'bits' or 'tbits', got '%s'", who, mode);
         return NULL;
     }
     if (cin < 1 || cin > ((long long)1 << 24) || CO < 1 || CO > ((long long)1 << 24)) {
@@ -231,7 +234,7 @@ static PyObject *py_bnn_conv2d(PyObject *self, PyObject *args, PyObject *kw) {
     PyArrayObject *x = arg_typed(who, "x", xo, binary ? NPY_UINT64 : NPY_UINT8,
                                  binary ? "uint64" : "uint8", 4);
     if (!x) return NULL;
-    const size_t Cx = binary ? qnn_bnn_words((size_t)cin) : (size_t)cin;
+    const size_t Cx = binary ? qnn_bnn_words((size_t)cin) * (tt ? 2 : 1) : (size_t)cin;
     if ((size_t)PyArray_DIM(x, 3) != Cx) {
         PyErr_Format(PyExc_ValueError, "%s: x must have %zu %s in its last axis for cin=%lld, got %zd",
                      who, Cx, binary ? "64-bit words" : "channels", cin, (Py_ssize_t)PyArray_DIM(x, 3));
@@ -245,8 +248,8 @@ static PyObject *py_bnn_conv2d(PyObject *self, PyObject *args, PyObject *kw) {
      * except the totals, checked here in 64-bit against the byte range. */
     const unsigned long long taps = (unsigned long long)s.KH * s.KW;
     const unsigned long long M = (unsigned long long)s.N * s.HO * s.WO;
-    const unsigned long long Kelems = binary ? taps * Cx : (taps * (size_t)cin + 3) / 4;
-    const unsigned long long rowbytes = binary ? Kelems * 8 : Kelems * 4;
+    const unsigned long long Kelems = binary ? taps * qnn_bnn_words((size_t)cin) : (taps * (size_t)cin + 3) / 4;
+    const unsigned long long rowbytes = binary ? Kelems * 8 * (tt ? 2 : 1) : Kelems * 4;
     if (taps > ((unsigned long long)1 << 24) || Kelems > ((unsigned long long)1 << 26) ||
         (M && rowbytes > (unsigned long long)(NPY_MAX_INTP / 8) / M) ||
         (M > (unsigned long long)(NPY_MAX_INTP / 8) / (unsigned long long)CO)) {
@@ -286,7 +289,7 @@ static PyObject *py_bnn_conv2d(PyObject *self, PyObject *args, PyObject *kw) {
             return NULL;
         }
     PyArrayObject *wsum = NULL;
-    if (binary) {
+    if (binary && !tt) {
         npy_intp sd[2] = {(npy_intp)taps, (npy_intp)CO};
         wsum = arg_typed(who, "wsum", wsumo, NPY_INT32, "int32", 2);
         if (!wsum || check_shape(who, "wsum", wsum, 2, sd)) return NULL;
@@ -311,9 +314,11 @@ static PyObject *py_bnn_conv2d(PyObject *self, PyObject *args, PyObject *kw) {
         PyArrayObject *th = arg_typed(who, "thr", thro, NPY_INT32, "int32", 2);
         if (!th) return NULL;
         const npy_intp nthr = PyArray_DIM(th, 0);
-        if (nthr < 1 || nthr > 255 || (emode == QNN_EPI_BITS && nthr != 1)) {
+        if (nthr < 1 || nthr > 255 || (emode == QNN_EPI_BITS && nthr != 1) ||
+            (emode == QNN_EPI_TBITS && nthr != 2)) {
             PyErr_Format(PyExc_ValueError, "%s: thr must have %s rows (levels - 1), got %zd", who,
-                         emode == QNN_EPI_BITS ? "1" : "1 to 255", (Py_ssize_t)nthr);
+                         emode == QNN_EPI_BITS ? "1" : emode == QNN_EPI_TBITS ? "2" : "1 to 255",
+                         (Py_ssize_t)nthr);
             return NULL;
         }
         npy_intp td[2] = {nthr, (npy_intp)CO};
@@ -339,7 +344,9 @@ static PyObject *py_bnn_conv2d(PyObject *self, PyObject *args, PyObject *kw) {
         }
     }
     npy_intp od[4] = {(npy_intp)s.N, (npy_intp)s.HO, (npy_intp)s.WO,
-                      emode == QNN_EPI_BITS ? (npy_intp)qnn_bnn_words((size_t)CO) : (npy_intp)CO};
+                      emode == QNN_EPI_BITS    ? (npy_intp)qnn_bnn_words((size_t)CO)
+                      : emode == QNN_EPI_TBITS ? 2 * (npy_intp)qnn_bnn_words((size_t)CO)
+                                               : (npy_intp)CO};
     const int otype = emode == QNN_EPI_FLOAT ? NPY_FLOAT32 : emode == QNN_EPI_CODES ? NPY_UINT8 : NPY_UINT64;
     const char *oname = emode == QNN_EPI_FLOAT ? "float32" : emode == QNN_EPI_CODES ? "uint8" : "uint64";
     PyArrayObject *ins[2] = {x, w};
@@ -353,7 +360,9 @@ static PyObject *py_bnn_conv2d(PyObject *self, PyObject *args, PyObject *kw) {
     void *xd = PyArray_DATA(x), *wd = PyArray_DATA(w), *od_ = PyArray_DATA(o);
     const int32_t *wsd = wsum ? PyArray_DATA(wsum) : NULL;
     Py_BEGIN_ALLOW_THREADS
-    if (ternary)
+    if (tt)
+        rc = qnn_ttconv2d(&s, xd, wd, &e, od_, use);
+    else if (ternary)
         rc = qnn_tconv2d(&s, xd, wd, wsd, &e, od_, use);
     else if (binary)
         rc = qnn_bconv2d(&s, xd, wd, wsd, &e, od_, use);
@@ -370,10 +379,12 @@ static PyObject *py_bnn_conv2d(PyObject *self, PyObject *args, PyObject *kw) {
 
 static PyObject *py_bnn_maxpool(PyObject *self, PyObject *args, PyObject *kw) {
     (void)self;
-    static char *kwlist[] = {"who", "x", "pool_size", "strides", "padding", NULL};
+    static char *kwlist[] = {"who", "x", "pool_size", "strides", "padding", "planes", NULL};
     const char *who;
     PyObject *xo, *ko, *so, *po;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "sOOOO:bnn_maxpool", kwlist, &who, &xo, &ko, &so, &po))
+    int planes = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "sOOOO|i:bnn_maxpool", kwlist, &who, &xo, &ko, &so, &po,
+                                     &planes))
         return NULL;
     if (!PyArray_Check(xo) || (PyArray_TYPE((PyArrayObject *)xo) != NPY_UINT8 &&
                                PyArray_TYPE((PyArrayObject *)xo) != NPY_UINT64)) {
@@ -396,9 +407,18 @@ static PyObject *py_bnn_maxpool(PyObject *self, PyObject *args, PyObject *kw) {
     npy_intp od[4] = {(npy_intp)s.N, (npy_intp)s.HO, (npy_intp)s.WO, (npy_intp)s.C};
     PyArrayObject *o = (PyArrayObject *)PyArray_SimpleNew(4, od, bits ? NPY_UINT64 : NPY_UINT8);
     if (!o) return NULL;
+    if (planes != 1 && (planes != 2 || !bits || s.C % 2)) {
+        Py_DECREF(o);
+        PyErr_Format(PyExc_ValueError, "%s: planes=2 (ternary word pairs) needs uint64 x with an even last "
+                     "axis, got planes=%d", who, planes);
+        return NULL;
+    }
     int rc;
     Py_BEGIN_ALLOW_THREADS
-    rc = qnn_bnn_maxpool(&s, bits, PyArray_DATA(x), PyArray_DATA(o));
+    if (planes == 2)
+        rc = qnn_bnn_maxpool_tbits(&s, PyArray_DATA(x), PyArray_DATA(o));
+    else
+        rc = qnn_bnn_maxpool(&s, bits, PyArray_DATA(x), PyArray_DATA(o));
     Py_END_ALLOW_THREADS
     if (rc) { Py_DECREF(o); qnn_raise_status(who, rc); return NULL; }
     return (PyObject *)o;
@@ -416,9 +436,9 @@ static PyObject *py_bnn_fthresh_pool(PyObject *self, PyObject *args, PyObject *k
     if (!PyArg_ParseTupleAndKeywords(args, kw, "sOOOsOOO|iOOO:bnn_fthresh_pool", kwlist, &who, &zo,
                                      &tho, &dio, &mode, &ko, &so, &po, &code_mul, &wo, &cso, &cpo))
         return NULL;
-    const int bits = strcmp(mode, "bits") == 0;
+    const int bits = strcmp(mode, "bits") == 0 ? 1 : strcmp(mode, "tbits") == 0 ? 2 : 0;
     if (!bits && strcmp(mode, "codes") != 0) {
-        PyErr_Format(PyExc_ValueError, "%s: mode must be 'codes' or 'bits', got '%s'", who, mode);
+        PyErr_Format(PyExc_ValueError, "%s: mode must be 'codes', 'bits' or 'tbits', got '%s'", who, mode);
         return NULL;
     }
     PyArrayObject *z = qnn_arg_f32(who, "z", zo);
@@ -476,9 +496,9 @@ static PyObject *py_bnn_fthresh_pool(PyObject *self, PyObject *args, PyObject *k
     if (!th) return NULL;
     const npy_intp nthr = PyArray_NDIM(th) == 2 ? PyArray_DIM(th, 0) : 0;
     npy_intp td[2] = {nthr, (npy_intp)s.C}, cd[1] = {(npy_intp)s.C};
-    if (nthr < 1 || nthr > 255 || (bits && nthr != 1)) {
+    if (nthr < 1 || nthr > 255 || (bits && nthr != (npy_intp)bits)) {
         PyErr_Format(PyExc_ValueError, "%s: thr must have shape (levels - 1, channels) with %s rows", who,
-                     bits ? "1" : "1 to 255");
+                     bits == 1 ? "1" : bits == 2 ? "2" : "1 to 255");
         return NULL;
     }
     PyArrayObject *di = arg_typed(who, "dir", dio, NPY_INT8, "int8", 1);
@@ -493,7 +513,7 @@ static PyObject *py_bnn_fthresh_pool(PyObject *self, PyObject *args, PyObject *k
         return NULL;
     }
     npy_intp od[4] = {(npy_intp)s.N, (npy_intp)s.HO, (npy_intp)s.WO,
-                      bits ? (npy_intp)qnn_bnn_words(s.C) : (npy_intp)s.C};
+                      bits ? (npy_intp)qnn_bnn_words(s.C) * bits : (npy_intp)s.C};
     PyArrayObject *o = (PyArrayObject *)PyArray_SimpleNew(4, od, bits ? NPY_UINT64 : NPY_UINT8);
     if (!o) return NULL;
     int rc;

@@ -24,6 +24,8 @@ typedef struct qnn_dispatch {
     qnn_fconv_fn fconv_pixel;
     qnn_tgemm_ukernel tgemm;
     int tgemm_mr;
+    qnn_ttgemm_ukernel ttgemm;
+    int ttgemm_mr;
 } qnn_dispatch;
 
 extern qnn_dispatch qnn_dispatch_table;

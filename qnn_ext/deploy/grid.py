@@ -36,6 +36,7 @@ class Grid:
         self.vals, self.n, self.name = vals, int(vals.size), name
         self.step, self.zp, self.code_mul = F32(step), zp, m
         self.binary = self.n == 2 and vals[0] == -vals[1]
+        self.ternary = self.n == 3 and vals[0] == -vals[2] and vals[1] == 0
 
     def level_index(self, y, who):
         """Level of each value of y; raises when a value is off the grid."""
@@ -48,17 +49,24 @@ class Grid:
         return idx
 
     def encode(self, y, to, who):
-        """Float values on the grid -> packed signs ('bits') or bytes ('levels')."""
+        """Float values on the grid -> packed signs ('bits'), ternary word pairs ('tbits') or
+        bytes ('levels')."""
         from .. import _core
+        from .packing import pack_tbits
         if to == "bits":
             return _core.bnn_bitpack(who, np.ascontiguousarray(y, F32))
+        if to == "tbits":
+            self.level_index(y, who)
+            return pack_tbits(np.asarray(y, F32))
         return (self.level_index(y, who) * self.code_mul).astype(np.uint8)
 
     def decode(self, a, frm, c):
         """Packed signs / bytes -> float32 values (c channels)."""
-        from .packing import unpack_signs
+        from .packing import unpack_signs, unpack_tbits
         if frm == "bits":
             return np.where(unpack_signs(a, c), self.vals[0], self.vals[1]).astype(F32)
+        if frm == "tbits":
+            return self.vals[unpack_tbits(a, c).astype(np.intp) + 1]
         return self.vals[a // self.code_mul]
 
 

@@ -36,6 +36,22 @@ def unpack_signs(w, c):
     return b.reshape(w.shape[:-1] + (-1,))[..., :c].astype(bool)
 
 
+def pack_tbits(values):
+    """Ternary values (..., C) in {-a, 0, a} -> (..., 2*words(C)) uint64 word pairs
+    [sign w0, nonzero w0, sign w1, ...]: the layout of ternary activations (bnn.h)."""
+    v = np.asarray(values)
+    sg, nz = pack_signs(v < 0), pack_signs(v != 0)
+    return np.ascontiguousarray(np.stack([sg, nz], axis=-1).reshape(v.shape[:-1] + (-1,)))
+
+
+def unpack_tbits(words_, c):
+    """Word pairs -> int8 codes in {-1, 0, 1} (..., c)."""
+    w = np.asarray(words_, np.uint64)
+    pairs = w.reshape(w.shape[:-1] + (-1, 2))
+    sg, nz = unpack_signs(pairs[..., 0], c), unpack_signs(pairs[..., 1], c)
+    return np.where(nz, np.where(sg, -1, 1), 0).astype(np.int8)
+
+
 def pack_binary_weights(codes):
     """codes (KH, KW, C, CO) in {-1, +1} -> (panel, wsum): the binary panel and the per-tap sums
     of the +-1 weights (KH*KW, CO) int32 that the zero-padding correction subtracts."""

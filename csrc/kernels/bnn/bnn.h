@@ -41,8 +41,13 @@ static inline size_t qnn_bnn_words(size_t c) { return (c + 63) / 64; }
  *         with a power-of-two mul the first is exact)
  *  CODES: level = #{j : dir[c]*acc >= thr[j*ldt + c]} (thresholds ascending), stored as the byte
  *         level*code_mul: the next layer's quantized activation after BN/activation/quantizer
- *  BITS:  as CODES with nthr = 1, stored as one bit, 1 (negative) for level 0. */
-enum qnn_epi_mode { QNN_EPI_FLOAT = 0, QNN_EPI_CODES = 1, QNN_EPI_BITS = 2 };
+ *  BITS:  as CODES with nthr = 1, stored as one bit, 1 (negative) for level 0;
+ *  TBITS: as CODES with nthr = 2 (a ternary output), stored as two bit-planes: sign (level 0) and
+ *         nonzero (level != 1), interleaved per 64-channel word: [sign w0, nonzero w0, sign w1, ...].
+ *
+ * Ternary activations use that two-plane layout everywhere (packed sign/nonzero word pairs, zero
+ * padding = both planes 0, which contributes nothing: no border correction). */
+enum qnn_epi_mode { QNN_EPI_FLOAT = 0, QNN_EPI_CODES = 1, QNN_EPI_BITS = 2, QNN_EPI_TBITS = 3 };
 
 typedef struct qnn_epilogue {
     int mode;
@@ -62,6 +67,9 @@ typedef void (*qnn_bgemm_ukernel)(size_t mr, size_t kw, const uint64_t *a, size_
  * of +-1 activations with ternary weights; dot = nnz(w) - 2*pc. b: [k][2][32] words. */
 typedef void (*qnn_tgemm_ukernel)(size_t mr, size_t kw, const uint64_t *a, size_t lda,
                                   const uint64_t *b, int32_t *pc);
+/* Ternary x ternary: a holds word pairs (sign, nonzero) per k (lda in words); b the ternary
+ * panel. pc[i*32 + j] = sum_k popcount(t) - 2*popcount(t & (sa ^ sw)), t = nza & nzw: the dot. */
+typedef qnn_tgemm_ukernel qnn_ttgemm_ukernel;
 /* acc[i*64 + j] = sum_{k < 4*kq} a[i*lda + k] * b[(k/4)*256 + j*4 + k%4], a u8, b s8. */
 typedef void (*qnn_igemm_ukernel)(size_t mr, size_t kq, const uint8_t *a, size_t lda,
                                   const int8_t *b, int32_t *acc);
@@ -84,6 +92,8 @@ typedef void (*qnn_bitpack_fn)(size_t rows, size_t C, const float *x, uint64_t *
                                  const uint64_t *b, int32_t *pc);                                \
     void qnn_tgemm_ukernel_##isa(size_t mr, size_t kw, const uint64_t *a, size_t lda,            \
                                  const uint64_t *b, int32_t *pc);                                \
+    void qnn_ttgemm_ukernel_##isa(size_t mr, size_t kw, const uint64_t *a, size_t lda,           \
+                                  const uint64_t *b, int32_t *pc);                               \
     void qnn_igemm_ukernel_##isa(size_t mr, size_t kq, const uint8_t *a, size_t lda,             \
                                  const int8_t *b, int32_t *acc);                                 \
     void qnn_bnn_epilogue_##isa(const qnn_epilogue *e, size_t mr, size_t n0, size_t nr,          \
@@ -103,6 +113,9 @@ QNN_BNN_DECLARE(avx512)
 #define QNN_TGEMM_MR_REF 4
 #define QNN_TGEMM_MR_AVX2 4
 #define QNN_TGEMM_MR_AVX512 5 /* 20 accumulators + 8 weight vectors fit the 32 zmm */
+#define QNN_TTGEMM_MR_REF 4
+#define QNN_TTGEMM_MR_AVX2 4
+#define QNN_TTGEMM_MR_AVX512 5
 #define QNN_IGEMM_MR_REF 4
 #define QNN_IGEMM_MR_AVX2 4
 #define QNN_IGEMM_MR_AVX512 6
@@ -122,7 +135,11 @@ void qnn_bnn_ws_release(qnn_bnn_ws *ws);
  * (N,HO,WO,CO) or words (N,HO,WO,ceil(CO/64)). s->groups and dilation must be 1. */
 int qnn_bconv2d(const qnn_conv2d_shape *s, const uint64_t *x, const uint64_t *w,
                 const int32_t *wsum, const qnn_epilogue *e, void *out, qnn_bnn_ws *ws);
-/* The same with the ternary panel (ibias = nonzero weights per channel, imul = -2). */
+/* The same with the ternary panel (ibias = nonzero weights per channel, imul = -2). With
+ * ternary activations (x: (N, H, W, 2*ceil(C/64)) sign/nonzero word pairs) use qnn_ttconv2d
+ * (ibias 0, imul 1, wsum unused). */
+int qnn_ttconv2d(const qnn_conv2d_shape *s, const uint64_t *x, const uint64_t *w,
+                 const qnn_epilogue *e, void *out, qnn_bnn_ws *ws);
 int qnn_tconv2d(const qnn_conv2d_shape *s, const uint64_t *x, const uint64_t *w,
                 const int32_t *wsum, const qnn_epilogue *e, void *out, qnn_bnn_ws *ws);
 /* int8 conv: x (N, H, W, C) u8 levels, padding with the byte zp, w the int8 panel. */
@@ -131,8 +148,11 @@ int qnn_iconv2d(const qnn_conv2d_shape *s, const uint8_t *x, uint8_t zp, const i
 /* Max pooling of u8 levels (max) or packed signs (AND: the max of +-1 values is -1 only when all
  * are): x (N, H, W, C) bytes or (N, H, W, words) uint64; windows see only in-bounds cells. */
 int qnn_bnn_maxpool(const qnn_conv2d_shape *s, int bits, const void *x, void *out);
+/* Max pooling of ternary sign/nonzero word pairs (x: (N, H, W, C) words, C even). */
+int qnn_bnn_maxpool_tbits(const qnn_conv2d_shape *s, const uint64_t *x, uint64_t *out);
 
-/* Float tensor -> levels or packed signs through per-channel float thresholds, with an optional
+/* Float tensor -> levels, packed signs (bits = 1) or ternary word pairs (bits = 2, nthr = 2)
+ * through per-channel float thresholds, with an optional
  * max pooling first (s: the pool geometry, KH = KW = 1 for none; s->C channels): for each output
  * cell v = max over the window of dir[c]*z (a max pooling of a non-increasing function is the
  * min, and negation is exact), level = #{j : v >= thr[j*C + c]}, stored as level*code_mul or as

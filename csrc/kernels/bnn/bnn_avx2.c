@@ -61,6 +61,51 @@ void qnn_tgemm_ukernel_avx2(size_t mr, size_t kw, const uint64_t *a, size_t lda,
     bgemm_avx2(mr, kw, a, lda, b, pc, 1);
 }
 
+/* Ternary x ternary: two popcounts per word (the nonzero overlap and its negative part), byte
+ * counters folded every 31 words as in the binary kernel. */
+void qnn_ttgemm_ukernel_avx2(size_t mr, size_t kw, const uint64_t *a, size_t lda, const uint64_t *b,
+                             int32_t *pc) {
+    const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
+                                         0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
+    const __m256i low = _mm256_set1_epi8(0x0f), z = _mm256_setzero_si256();
+    const uint64_t *ar[MR];
+    for (size_t i = 0; i < MR; i++) ar[i] = a + (i < mr ? i : 0) * lda;
+#define CNT8(x) _mm256_add_epi8(_mm256_shuffle_epi8(lut, _mm256_and_si256(x, low)), \
+                                _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(x, 4), low)))
+    for (size_t g = 0; g < QNN_BNN_NR; g += 4) {
+        __m256i nz64[MR], ng64[MR], nz8[MR], ng8[MR];
+        for (size_t i = 0; i < MR; i++) nz64[i] = ng64[i] = nz8[i] = ng8[i] = z;
+        size_t since = 0;
+        for (size_t k = 0; k < kw; k++) {
+            const uint64_t *bk = b + k * 2 * QNN_BNN_NR;
+            const __m256i sw = _mm256_loadu_si256((const __m256i *)(bk + g));
+            const __m256i mw = _mm256_loadu_si256((const __m256i *)(bk + QNN_BNN_NR + g));
+            for (size_t i = 0; i < MR; i++) {
+                const __m256i t = _mm256_and_si256(_mm256_set1_epi64x((long long)ar[i][2 * k + 1]), mw);
+                const __m256i ng = _mm256_and_si256(
+                    t, _mm256_xor_si256(_mm256_set1_epi64x((long long)ar[i][2 * k]), sw));
+                nz8[i] = _mm256_add_epi8(nz8[i], CNT8(t));
+                ng8[i] = _mm256_add_epi8(ng8[i], CNT8(ng));
+            }
+            if (++since == 31) {
+                for (size_t i = 0; i < MR; i++) {
+                    nz64[i] = _mm256_add_epi64(nz64[i], _mm256_sad_epu8(nz8[i], z));
+                    ng64[i] = _mm256_add_epi64(ng64[i], _mm256_sad_epu8(ng8[i], z));
+                    nz8[i] = ng8[i] = z;
+                }
+                since = 0;
+            }
+        }
+        for (size_t i = 0; i < mr && i < MR; i++) {
+            long long v[4], u[4];
+            _mm256_storeu_si256((__m256i *)v, _mm256_add_epi64(nz64[i], _mm256_sad_epu8(nz8[i], z)));
+            _mm256_storeu_si256((__m256i *)u, _mm256_add_epi64(ng64[i], _mm256_sad_epu8(ng8[i], z)));
+            for (size_t j = 0; j < 4; j++) pc[i * QNN_BNN_NR + g + j] = (int32_t)(v[j] - 2 * u[j]);
+        }
+    }
+#undef CNT8
+}
+
 void qnn_igemm_ukernel_avx2(size_t mr, size_t kq, const uint8_t *a, size_t lda, const int8_t *b,
                             int32_t *acc) {
     const uint8_t *ar[MR];

@@ -78,6 +78,42 @@ void qnn_tgemm_ukernel_avx512(size_t mr, size_t kw, const uint64_t *a, size_t ld
     BSTORE(0); BSTORE(1); BSTORE(2); BSTORE(3); BSTORE(4);
 }
 
+/* Ternary x ternary (spec §6): t = nza & nzw, dot = popcount(t) - 2*popcount(t & (sa ^ sw)); the
+ * second mask is one vpternlogq (0x28 with t as the AND operand). One accumulator per lane:
+ * acc += popcount(t) - (popcount(neg) << 1), so 5 rows x 4 vectors still fit. */
+#define TTSTEP(acc, vs, vm, sj, mj)                                                              \
+    do {                                                                                         \
+        const __m512i t = _mm512_and_si512(vm, mj);                                              \
+        const __m512i ng = _mm512_ternarylogic_epi64(vs, sj, t, 0x28);                           \
+        acc = _mm512_sub_epi64(_mm512_add_epi64(acc, _mm512_popcnt_epi64(t)),                    \
+                               _mm512_slli_epi64(_mm512_popcnt_epi64(ng), 1));                   \
+    } while (0)
+#define TTROW(i)                                                                                 \
+    do {                                                                                         \
+        const __m512i vs = _mm512_set1_epi64((long long)a##i[2 * k]);                            \
+        const __m512i vm = _mm512_set1_epi64((long long)a##i[2 * k + 1]);                        \
+        TTSTEP(c##i##0, vs, vm, s0, m0); TTSTEP(c##i##1, vs, vm, s1, m1);                        \
+        TTSTEP(c##i##2, vs, vm, s2, m2); TTSTEP(c##i##3, vs, vm, s3, m3);                        \
+    } while (0)
+
+void qnn_ttgemm_ukernel_avx512(size_t mr, size_t kw, const uint64_t *a, size_t lda,
+                               const uint64_t *b, int32_t *pc) {
+    const uint64_t *a0 = a;
+    const uint64_t *a1 = mr > 1 ? a + lda : a0, *a2 = mr > 2 ? a + 2 * lda : a0;
+    const uint64_t *a3 = mr > 3 ? a + 3 * lda : a0, *a4 = mr > 4 ? a + 4 * lda : a0;
+    const __m512i z = _mm512_setzero_si512();
+    BZERO(0); BZERO(1); BZERO(2); BZERO(3); BZERO(4);
+    for (size_t k = 0; k < kw; k++) {
+        const uint64_t *bk = b + k * 2 * QNN_BNN_NR;
+        const __m512i s0 = _mm512_loadu_si512((const void *)bk), s1 = _mm512_loadu_si512((const void *)(bk + 8));
+        const __m512i s2 = _mm512_loadu_si512((const void *)(bk + 16)), s3 = _mm512_loadu_si512((const void *)(bk + 24));
+        const __m512i m0 = _mm512_loadu_si512((const void *)(bk + 32)), m1 = _mm512_loadu_si512((const void *)(bk + 40));
+        const __m512i m2 = _mm512_loadu_si512((const void *)(bk + 48)), m3 = _mm512_loadu_si512((const void *)(bk + 56));
+        TTROW(0); TTROW(1); TTROW(2); TTROW(3); TTROW(4);
+    }
+    BSTORE(0); BSTORE(1); BSTORE(2); BSTORE(3); BSTORE(4);
+}
+
 #define VNNI(acc, va, vb) __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(va), "v"(vb))
 #define IROW(i)                                                                                  \
     do {                                                                                         \
@@ -135,7 +171,7 @@ void qnn_bnn_epilogue_avx512(const qnn_epilogue *e, size_t mr, size_t n0, size_t
                              size_t ldo) {
     /* Full 16-channel groups vectorised; partial groups (the last block of an odd channel
      * count) and CODES with many levels take the portable code. */
-    if (nr % 16 || (e->mode == QNN_EPI_CODES && e->nthr > 16)) {
+    if (nr % 16 || e->mode == QNN_EPI_TBITS || (e->mode == QNN_EPI_CODES && e->nthr > 16)) {
         bnn_epilogue_portable(e, mr, n0, nr, raw, ldr, corr, out, ldo);
         return;
     }

@@ -89,13 +89,17 @@ static void gather_row(const qnn_conv2d_shape *s, const uint8_t *x, size_t elem,
     }
 }
 
+/* kind 0: binary weights, 1: ternary weights, 2: ternary weights on ternary activations (word
+ * pairs per k; padding is all-zero pairs, which contribute nothing, so no correction). */
 static int xconv2d(const qnn_conv2d_shape *s, const uint64_t *x, const uint64_t *w,
-                   const int32_t *wsum, const qnn_epilogue *e, void *out, qnn_bnn_ws *ws, int ternary) {
+                   const int32_t *wsum, const qnn_epilogue *e, void *out, qnn_bnn_ws *ws, int kind) {
     if (s->groups != 1 || s->dh != 1 || s->dw != 1) return QNN_EINVAL;
-    const size_t Cw = qnn_bnn_words(s->C), Kw = s->KH * s->KW * Cw;
+    const int ternary = kind >= 1;
+    const size_t apl = kind == 2 ? 2 : 1; /* activation words per channel word */
+    const size_t Cw = qnn_bnn_words(s->C) * apl, Kw = s->KH * s->KW * Cw;
     const size_t M = s->N * s->HO * s->WO, CO = s->CO, NB = (CO + QNN_BNN_NR - 1) / QNN_BNN_NR;
     const int direct = rows_are_input(s);
-    const int padded = (s->pt | s->pb | s->pl | s->pr) != 0;
+    const int padded = kind != 2 && (s->pt | s->pb | s->pl | s->pr) != 0;
     size_t *rcls = NULL, *ccls = NULL, nrc = 0, ncc = 0;
     /* workspace: [im2col rows][row-class and column-class tables][correction vectors] */
     const size_t a_bytes = direct ? 0 : round64(M * Kw * 8);
@@ -130,13 +134,17 @@ static int xconv2d(const qnn_conv2d_shape *s, const uint64_t *x, const uint64_t 
         for (size_t r = 0; r < nrc; r++) rlo[r] = (rlo[r] == 0 && rhi[r] == s->KH);
         for (size_t c = 0; c < ncc; c++) clo[c] = (clo[c] == 0 && chi[c] == s->KW);
     }
-    const size_t ldo = e->mode == QNN_EPI_BITS ? 2 * qnn_bnn_words(CO) : CO;
-    if (e->mode == QNN_EPI_BITS) memset(out, 0, M * ldo * 4);
+    const size_t ldo = e->mode == QNN_EPI_BITS ? 2 * qnn_bnn_words(CO)
+                     : e->mode == QNN_EPI_TBITS ? 4 * qnn_bnn_words(CO) : CO;
+    if (e->mode == QNN_EPI_BITS || e->mode == QNN_EPI_TBITS) memset(out, 0, M * ldo * 4);
     /* The ternary panel has the same shape per channel block with two planes per word. */
-    const qnn_bgemm_ukernel uk = ternary ? qnn_dispatch_table.tgemm : qnn_dispatch_table.bgemm;
+    const qnn_bgemm_ukernel uk = kind == 2 ? qnn_dispatch_table.ttgemm
+                               : ternary ? qnn_dispatch_table.tgemm : qnn_dispatch_table.bgemm;
     const qnn_epilogue_fn epi = qnn_dispatch_table.bnn_epilogue;
-    const size_t MR = (size_t)(ternary ? qnn_dispatch_table.tgemm_mr : qnn_dispatch_table.bgemm_mr);
+    const size_t MR = (size_t)(kind == 2 ? qnn_dispatch_table.ttgemm_mr
+                               : ternary ? qnn_dispatch_table.tgemm_mr : qnn_dispatch_table.bgemm_mr);
     const size_t planes = ternary ? 2 : 1;
+    const size_t kwords = Kw / apl; /* the microkernel's k counts channel words (pairs for kind 2) */
     /* One word of a tile row costs about what one element of streaming work does (the
      * threshold qnn_threads_for is tuned for), per output channel. */
     const int nt = qnn_threads_for(M * CO * Kw);
@@ -167,7 +175,7 @@ static int xconv2d(const qnn_conv2d_shape *s, const uint64_t *x, const uint64_t 
             }
         }
         const size_t n0 = nb * QNN_BNN_NR, nr = CO - n0 < QNN_BNN_NR ? CO - n0 : QNN_BNN_NR;
-        uk(mr, Kw, A + m0 * lda, lda, w + nb * Kw * planes * QNN_BNN_NR, tile);
+        uk(mr, kwords, A + m0 * lda, lda, w + nb * kwords * planes * QNN_BNN_NR, tile);
         void *o = e->mode == QNN_EPI_FLOAT ? (void *)((float *)out + m0 * ldo)
                 : e->mode == QNN_EPI_CODES ? (void *)((uint8_t *)out + m0 * ldo)
                                            : (void *)((uint32_t *)out + m0 * ldo);
@@ -184,6 +192,11 @@ int qnn_bconv2d(const qnn_conv2d_shape *s, const uint64_t *x, const uint64_t *w,
 int qnn_tconv2d(const qnn_conv2d_shape *s, const uint64_t *x, const uint64_t *w,
                 const int32_t *wsum, const qnn_epilogue *e, void *out, qnn_bnn_ws *ws) {
     return xconv2d(s, x, w, wsum, e, out, ws, 1);
+}
+
+int qnn_ttconv2d(const qnn_conv2d_shape *s, const uint64_t *x, const uint64_t *w,
+                 const qnn_epilogue *e, void *out, qnn_bnn_ws *ws) {
+    return xconv2d(s, x, w, NULL, e, out, ws, 2);
 }
 
 int qnn_iconv2d(const qnn_conv2d_shape *s, const uint8_t *x, uint8_t zp, const int8_t *w,
@@ -207,8 +220,9 @@ int qnn_iconv2d(const qnn_conv2d_shape *s, const uint8_t *x, uint8_t zp, const i
         }
     }
     const uint8_t *Ap = direct ? x : A;
-    const size_t ldo = e->mode == QNN_EPI_BITS ? 2 * qnn_bnn_words(CO) : CO;
-    if (e->mode == QNN_EPI_BITS) memset(out, 0, M * ldo * 4);
+    const size_t ldo = e->mode == QNN_EPI_BITS ? 2 * qnn_bnn_words(CO)
+                     : e->mode == QNN_EPI_TBITS ? 4 * qnn_bnn_words(CO) : CO;
+    if (e->mode == QNN_EPI_BITS || e->mode == QNN_EPI_TBITS) memset(out, 0, M * ldo * 4);
     const size_t ntiles = (M + MR - 1) / MR;
 #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
     for (size_t t = 0; t < ntiles; t++) {
@@ -221,6 +235,33 @@ int qnn_iconv2d(const qnn_conv2d_shape *s, const uint8_t *x, uint8_t zp, const i
                     : e->mode == QNN_EPI_CODES ? (void *)((uint8_t *)out + m0 * ldo)
                                                : (void *)((uint32_t *)out + m0 * ldo);
             epi(e, mr, n0, nr, tile, QNN_INT8_NR, NULL, o, ldo);
+        }
+    }
+    return QNN_OK;
+}
+
+int qnn_bnn_maxpool_tbits(const qnn_conv2d_shape *s, const uint64_t *x, uint64_t *out) {
+    /* max of {-1, 0, 1}: +1 if any cell is positive, else 0 if any is >= 0, else -1; per bit,
+     * positive = nz & ~sign and >= 0 = ~(sign & nz). Padding bits (0, 0) stay (0, 0). */
+    const size_t C = s->C, M = s->N * s->HO * s->WO;
+    const int nt = qnn_threads_for(M * C * s->KH * s->KW);
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+    for (size_t m = 0; m < M; m++) {
+        const size_t ow = m % s->WO, oh = (m / s->WO) % s->HO, n = m / (s->WO * s->HO);
+        size_t h0, h1, w0, w1;
+        tap_range(oh, s->sh, s->pt, s->KH, s->H, &h0, &h1);
+        tap_range(ow, s->sw, s->pl, s->KW, s->W, &w0, &w1);
+        const size_t ih0 = oh * s->sh + h0 - s->pt, iw0 = ow * s->sw + w0 - s->pl;
+        for (size_t c = 0; c + 1 < C; c += 2) {
+            uint64_t gt0 = 0, ge0 = 0;
+            for (size_t i = 0; i < h1 - h0; i++)
+                for (size_t j = 0; j < w1 - w0; j++) {
+                    const uint64_t *p = x + ((n * s->H + ih0 + i) * s->W + iw0 + j) * C + c;
+                    gt0 |= p[1] & ~p[0];
+                    ge0 |= ~(p[0] & p[1]);
+                }
+            out[m * C + c] = ~ge0;
+            out[m * C + c + 1] = gt0 | ~ge0;
         }
     }
     return QNN_OK;
@@ -296,7 +337,7 @@ static int thresh_pool(const qnn_conv2d_shape *s, cell_fn row, const void *ctx, 
                             v[c] = t > v[c] ? t : v[c];
                         }
                     }
-                if (bits || nthr <= 32) {
+                if (bits || nthr <= 32) { /* bits: 1 sign bit, 2 ternary word pairs */
                     for (size_t c = 0; c < C; c++) lev[c] = 0;
                     for (size_t t = 0; t < nthr; t++) {
                         const float *tt = thr + t * C;
@@ -312,7 +353,18 @@ static int thresh_pool(const qnn_conv2d_shape *s, cell_fn row, const void *ctx, 
                         lev[c] = (int32_t)lo;
                     }
                 }
-                if (bits) {
+                if (bits == 2) {
+                    uint64_t *o = (uint64_t *)out + m * 2 * words;
+                    for (size_t w = 0; w < words; w++) {
+                        uint64_t sg = 0, nz = 0;
+                        for (size_t b = 0; b < 64 && w * 64 + b < C; b++) {
+                            sg |= (uint64_t)(lev[w * 64 + b] == 0) << b;
+                            nz |= (uint64_t)(lev[w * 64 + b] != 1) << b;
+                        }
+                        o[2 * w] = sg;
+                        o[2 * w + 1] = nz;
+                    }
+                } else if (bits) {
                     uint64_t *o = (uint64_t *)out + m * words;
                     for (size_t w = 0; w < words; w++) {
                         uint64_t word = 0;

@@ -40,6 +40,23 @@ static inline void bnn_epilogue_portable(const qnn_epilogue *e, size_t mr, size_
                 v = e->dir[c] < 0 ? -v : v;
                 y[j] = (uint8_t)(bnn_level(e->thr + c, e->nthr, e->ldt, v) * (unsigned)e->code_mul);
             }
+        } else if (e->mode == QNN_EPI_TBITS) {
+            /* 32-channel halves of 64-channel words; word w holds [sign, nonzero] u64 pairs */
+            uint32_t *y = (uint32_t *)out + i * ldo;
+            for (size_t w = 0; w * 32 < nr; w++) {
+                uint32_t sg = 0, nz = 0;
+                for (size_t j = w * 32; j < nr && j < w * 32 + 32; j++) {
+                    const size_t c = n0 + j;
+                    int32_t v = bnn_acc(e, cr, c, r[j]);
+                    v = e->dir[c] < 0 ? -v : v;
+                    const unsigned lev = (unsigned)(v >= e->thr[c]) + (unsigned)(v >= e->thr[e->ldt + c]);
+                    sg |= (uint32_t)(lev == 0) << (j % 32);
+                    nz |= (uint32_t)(lev != 1) << (j % 32);
+                }
+                const size_t blk = (n0 + w * 32) / 32, word = blk / 2, half = blk % 2;
+                y[4 * word + half] = sg;
+                y[4 * word + 2 + half] = nz;
+            }
         } else {
             uint32_t *y = (uint32_t *)out + i * ldo + n0 / 32;
             for (size_t w = 0; w * 32 < nr; w++) {

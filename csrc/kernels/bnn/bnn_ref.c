@@ -33,6 +33,20 @@ void qnn_tgemm_ukernel_ref(size_t mr, size_t kw, const uint64_t *a, size_t lda, 
         }
 }
 
+void qnn_ttgemm_ukernel_ref(size_t mr, size_t kw, const uint64_t *a, size_t lda, const uint64_t *b,
+                            int32_t *pc) {
+    for (size_t i = 0; i < mr; i++)
+        for (size_t j = 0; j < QNN_BNN_NR; j++) {
+            int32_t s = 0;
+            for (size_t k = 0; k < kw; k++) {
+                const uint64_t *bk = b + k * 2 * QNN_BNN_NR, *ak = a + i * lda + 2 * k;
+                const uint64_t t = ak[1] & bk[QNN_BNN_NR + j];
+                s += popcount64(t) - 2 * popcount64(t & (ak[0] ^ bk[j]));
+            }
+            pc[i * QNN_BNN_NR + j] = s;
+        }
+}
+
 void qnn_igemm_ukernel_ref(size_t mr, size_t kq, const uint8_t *a, size_t lda, const int8_t *b,
                            int32_t *acc) {
     for (size_t i = 0; i < mr; i++)
