@@ -21,6 +21,7 @@ SETTINGS = {  # weight quantizer, activation quantizer
     "4bit_signed": ("quantized_bits(4,0,1,alpha=1)", "quantized_bits(4,1,0)"),
     "bin_w_4bit_a": ("binary(alpha=1)", "quantized_relu(4,1)"),
     "tern_w_bin_a": ("ternary()", "binary()"),
+    "bin_w_tern_a": ("binary()", "ternary()"),
 }
 
 
@@ -95,9 +96,12 @@ def test_cnn_integer_model_equals_predict(setting, isas):
     assert im.steps[0].layers == ("conv1", "bn1", "act1")
     if setting == "binary":
         assert [s.conv_kind for s in ints] == ["binary", "binary", "binary", "int8"]
+        assert ints[0].mode == "bits" and ints[1].mode == "bits"
     if setting == "tern_w_bin_a":
         assert [s.conv_kind for s in ints] == ["ternary", "ternary", "ternary", "int8"]
-        assert ints[0].mode == "bits" and ints[1].mode == "bits"
+    if setting in ("ternary", "bin_w_tern_a"):
+        assert [s.conv_kind for s in ints] == ["tt", "tt", "tt", "int8"]
+        assert ints[0].mode == "tbits" and ints[1].mode == "tbits"
     check_equal(m, im, x, isas)
 
 
@@ -146,9 +150,10 @@ def test_save_load_roundtrip_and_file_size_shrinks(tmp_path):
     assert sizes["binary"] < sizes["4bit"] < sizes["8bit"]
 
 
-def test_cnn_save_load(tmp_path, isas):
+@pytest.mark.parametrize("setting", ["binary", "ternary", "bin_w_tern_a", "tern_w_bin_a", "4bit"])
+def test_cnn_save_load(tmp_path, isas, setting):
     qnn_ext.utils.set_random_seed(12)
-    m = cnn("binary")
+    m = cnn(setting)
     randomize_bn(m, 13)
     im = deploy.convert(m)
     im.save(tmp_path / "m.qnnd")

@@ -370,8 +370,9 @@ def _plan_int(layer, rep, layers, i):
     codes = codes.reshape(ks + (c, co))
     binary = kkind == "binary" and grid.binary
     ternary = kkind == "ternary" and grid.binary  # two bit-planes on packed signs
-    if binary or ternary:
-        a_scale = float(grid.vals[1])
+    tt = kkind in ("binary", "ternary") and grid.ternary  # bit-planes on both sides
+    if binary or ternary or tt:
+        a_scale = float(grid.vals[-1])
         amin, amax = -1, 1
     else:
         a_scale = float(grid.step)
@@ -422,6 +423,9 @@ def _plan_int(layer, rep, layers, i):
     elif ternary:
         panel, wsum, nnz = pack_ternary_weights(codes)
         geo.update(conv_kind="ternary", panel=panel, wsum=wsum, ibias=nnz, zp=0)
+    elif tt:
+        geo.update(conv_kind="tt", panel=pack_ternary_weights(codes)[0], wsum=None,
+                   ibias=np.zeros(co, np.int32), zp=0, imul=1)
     else:
         geo.update(conv_kind="int8", panel=pack_int8_weights(codes), wsum=None,
                    ibias=(-grid.zp * wk.sum(0)).astype(np.int32), zp=grid.zp)
@@ -433,7 +437,11 @@ def _plan_int(layer, rep, layers, i):
         return step, 1, _Rep("float", out_shape, None, spatial_out), bool(acts)
     thr, dirs = thresholds(who, _run_fn(fold, layer, len(out_shape) + 1), mul, bias, lo, hi, out_grid)
     nxt = _next_consumer(layers, i + used)
-    to_bits = out_grid.binary and nxt is not None and _kernel_kind(nxt) in ("binary", "ternary")
+    packs = nxt is not None and _kernel_kind(nxt) in ("binary", "ternary")
+    to_bits = out_grid.binary and packs
+    if out_grid.ternary and packs:
+        step = IntConv(layer.name, names, mode="tbits", thr=thr, dirs=dirs, out_grid=out_grid, **geo)
+        return step, used, _Rep("tbits", out_shape, out_grid, spatial_out), False
     if to_bits:
         step = IntConv(layer.name, names, mode="bits", thr=thr[:1], dirs=dirs, out_grid=out_grid, **geo)
         return step, used, _Rep("bits", out_shape, out_grid, spatial_out), False
@@ -481,10 +489,10 @@ def plan(model, input_quantizer=None, strict=True):
                             raise ConversionError(f"convert: {_who(layer)}: input rank {len(rep.shape)} unsupported")
                         src = _Rep("float", rep.shape, rep.grid, sp)
                     step, used, new, own_act = _plan_int(layer, src, layers, i)
-                    packed = step.conv_kind in ("binary", "ternary")
+                    want = {"binary": "bits", "ternary": "bits", "tt": "tbits"}.get(step.conv_kind, "levels")
                     if rep.kind == "float":
-                        steps.append(Encode(rep.grid, "bits" if packed else "levels", layer.name))
-                    elif (rep.kind == "bits") != packed:
+                        steps.append(Encode(rep.grid, want, layer.name))
+                    elif rep.kind != want:
                         raise ConversionError(f"convert: {_who(layer)}: input format mismatch")
                     steps.append(step)
                     if own_act:
@@ -499,7 +507,8 @@ def plan(model, input_quantizer=None, strict=True):
         elif isinstance(layer, MaxPooling2D) and rep.kind != "float":
             h, w, c = rep.spatial
             pads = layer._pads(h, w)
-            steps.append(MaxPool(layer.name, layer.pool_size, layer.strides, pads))
+            steps.append(MaxPool(layer.name, layer.pool_size, layer.strides, pads,
+                                 planes=2 if rep.kind == "tbits" else 1))
             out = layer.compute_output_shape((None, h, w, c))[1:]
             rep = _Rep(rep.kind, out, rep.grid, out)
             i += 1
@@ -522,7 +531,8 @@ def plan(model, input_quantizer=None, strict=True):
                 tail = None
         if tail is not None:
             nxt = _next_consumer(layers, i + 1 + used)
-            mode = "bits" if g.binary and _kernel_kind(nxt) in ("binary", "ternary") else "codes"
+            packs = _kernel_kind(nxt) in ("binary", "ternary")
+            mode = "bits" if g.binary and packs else "tbits" if g.ternary and packs else "codes"
             names = [o.name for _, o in fold] + ([pool.name] if pool is not None else [])
             sp = out if len(out) == 3 else (1, 1, out[0])
             conv = _fast_first_conv(layer, rep.shape)
@@ -532,14 +542,13 @@ def plan(model, input_quantizer=None, strict=True):
             if pool is not None:
                 pads = pool._pads(out[0], out[1])
                 sp = pool.compute_output_shape((None,) + tuple(out))[1:]
-                steps.append(FloatThreshPool(names[0], names, thr[:1] if mode == "bits" else thr, dirs, mode,
+                steps.append(FloatThreshPool(names[0], names, thr, dirs, mode,
                                              g.code_mul, g, pool.pool_size, pool.strides, pads, conv=conv))
             else:
-                steps.append(FloatThreshPool(names[0], names, thr[:1] if mode == "bits" else thr, dirs, mode,
-                                             g.code_mul, g, conv=conv))
+                steps.append(FloatThreshPool(names[0], names, thr, dirs, mode, g.code_mul, g, conv=conv))
             if conv is not None:
                 steps[-1].conv_out = out[:2]
-            rep = _Rep("bits" if mode == "bits" else "levels", sp if len(out) == 3 else out, g, sp)
+            rep = _Rep({"bits": "bits", "tbits": "tbits"}.get(mode, "levels"), sp if len(out) == 3 else out, g, sp)
             i += 1 + used
             continue
         g = None

@@ -64,7 +64,7 @@ def save(im, path):
                           "channels": s.channels, "shape": list(s.shape), "name": s.name})
         elif isinstance(s, MaxPool):
             steps.append({"type": "maxpool", "name": s.name, "pool_size": list(s.pool_size),
-                          "strides": list(s.strides), "padding": list(s.padding)})
+                          "strides": list(s.strides), "padding": list(s.padding), "planes": s.planes})
         elif isinstance(s, FloatThreshPool):
             steps.append({"type": "fthresh", "name": s.name, "layers": list(s.layers), "mode": s.mode,
                           "code_mul": s.code_mul, "out_grid": s.out_grid.vals.tolist(),
@@ -89,7 +89,8 @@ def save(im, path):
                           "mode": s.mode, "code_mul": s.code_mul, "weight_bits": s.weight_bits(),
                           "exact": bool(s.exact), "dense": s.dense,
                           "out_grid": None if s.out_grid is None else s.out_grid.vals.tolist(),
-                          "codes": put(pack_codes(codes, s.weight_bits(), s.conv_kind == "binary")),
+                          "codes": put(pack_codes(codes, s.weight_bits(), s.conv_kind == "binary" or
+                                                  (s.conv_kind == "tt" and s.weight_bits() == 1))),
                           "mul": put(s.mul), "add": put(s.add), "thr": put(s.thr), "dirs": put(s.dirs)})
         else:
             raise TypeError(f"IntegerModel.save: unknown step {type(s).__name__}")
@@ -213,12 +214,12 @@ def _fthresh_step(st, arrays, source, field):
                               "strides", "padding", "thr", "dirs", "conv"))
     f = lambda k: f"{field}.{k}"
     layers = [_str(x, source, f("layers")) for x in S._expect(st["layers"], list, source, f("layers"))]
-    mode = _str(st["mode"], source, f("mode"), ("codes", "bits"))
+    mode = _str(st["mode"], source, f("mode"), ("codes", "bits", "tbits"))
     grid = _grid(st["out_grid"], source, f("out_grid"))
-    if mode == "bits" and not grid.binary:
-        raise _err(source, f("out_grid"), "bits need a two-level symmetric grid")
+    if (mode == "bits" and not grid.binary) or (mode == "tbits" and not grid.ternary):
+        raise _err(source, f("out_grid"), f"does not fit mode {mode!r}")
     thr = _array(arrays, st["thr"], source, f("thr"), "float32")
-    if thr.ndim != 2 or thr.shape[0] != (1 if mode == "bits" else grid.n - 1):
+    if thr.ndim != 2 or thr.shape[0] != grid.n - 1:
         raise _err(source, f("thr"), f"shape {thr.shape} does not match {grid.n} levels")
     dirs = _array(arrays, st["dirs"], source, f("dirs"), "int8", (thr.shape[1],))
     if not np.all(np.abs(dirs) == 1):
@@ -251,7 +252,7 @@ def _int_step(st, arrays, source, field):
     f = lambda k: f"{field}.{k}"
     name = _str(st["name"], source, f("name"))
     layers = [_str(x, source, f("layers")) for x in S._expect(st["layers"], list, source, f("layers"))]
-    kind = _str(st["conv_kind"], source, f("conv_kind"), ("binary", "ternary", "int8"))
+    kind = _str(st["conv_kind"], source, f("conv_kind"), ("binary", "ternary", "tt", "int8"))
     cin = S._expect_int(st["cin"], source, f("cin"), 1, 1 << 24)
     cout = S._expect_int(st["cout"], source, f("cout"), 1, 1 << 24)
     ks = _ints(st["kernel_size"], source, f("kernel_size"), 2, 1, 1 << 20)
@@ -259,35 +260,39 @@ def _int_step(st, arrays, source, field):
     pads = _ints(st["padding"], source, f("padding"), 4, 0, 1 << 20)
     in_hw = _ints(st["in_hw"], source, f("in_hw"), 2, 1, 1 << 20)
     zp = S._expect_int(st["zp"], source, f("zp"), 0, 255)
-    mode = _str(st["mode"], source, f("mode"), ("float", "codes", "bits"))
+    mode = _str(st["mode"], source, f("mode"), ("float", "codes", "bits", "tbits"))
     code_mul = S._expect_int(st["code_mul"], source, f("code_mul"), 1, 255)
     wbits = S._expect_int(st["weight_bits"], source, f("weight_bits"), 1, 8)
     exact = S._expect(st["exact"], bool, source, f("exact"))
     dense = S._expect(st["dense"], bool, source, f("dense"))
     out_grid = None if st["out_grid"] is None else _grid(st["out_grid"], source, f("out_grid"))
-    if (mode == "float") != (out_grid is None) or (mode == "bits" and not out_grid.binary):
+    if ((mode == "float") != (out_grid is None) or (mode == "bits" and not out_grid.binary)
+            or (mode == "tbits" and not out_grid.ternary)):
         raise _err(source, f("out_grid"), f"does not match mode {mode!r}")
     count = ks[0] * ks[1] * cin * cout
     if count > S.MAX_JSON_PARAMS:
         raise _err(source, field, f"{count} weights is too many")
-    binary = kind == "binary"
-    if binary and wbits != 1:
+    onebit = kind == "binary" or (kind == "tt" and wbits == 1)  # codes stored as sign bits
+    if kind == "binary" and wbits != 1:
         raise _err(source, f("weight_bits"), "binary layers have 1-bit weights")
-    nbytes = -(-count * (1 if binary else wbits) // 8)
+    nbytes = -(-count * (1 if onebit else wbits) // 8)
     buf = _array(arrays, st["codes"], source, f("codes"), "uint8", (nbytes,))
-    codes = unpack_codes(buf, wbits, count, binary).reshape(ks + (cin, cout))
+    codes = unpack_codes(buf, wbits, count, onebit).reshape(ks + (cin, cout))
     geo = dict(cin=cin, cout=cout, kernel_size=ks, strides=strides, padding=pads, in_hw=in_hw,
                weight_bits=wbits, exact=exact, dense=dense, conv_kind=kind, zp=zp, mode=mode,
                code_mul=code_mul, out_grid=out_grid, codes=codes)
     wk = codes.reshape(-1, cout).astype(np.int64)
-    if binary:
+    if kind == "binary":
         panel, wsum = pack_binary_weights(codes)
         geo.update(panel=panel, wsum=wsum, imul=-2, ibias=np.full(cout, ks[0] * ks[1] * cin, np.int32))
-    elif kind == "ternary":
-        if wbits != 2 or np.abs(codes).max() > 1:
-            raise _err(source, f("codes"), "ternary layers have 2-bit codes in {-1, 0, 1}")
+    elif kind in ("ternary", "tt"):
+        if np.abs(codes).max() > 1:
+            raise _err(source, f("codes"), "ternary layers have codes in {-1, 0, 1}")
         panel, wsum, nnz = pack_ternary_weights(codes)
-        geo.update(panel=panel, wsum=wsum, imul=-2, ibias=nnz)
+        if kind == "ternary":
+            geo.update(panel=panel, wsum=wsum, imul=-2, ibias=nnz)
+        else:
+            geo.update(panel=panel, wsum=None, imul=1, ibias=np.zeros(cout, np.int32))
     else:
         geo.update(panel=pack_int8_weights(codes), wsum=None, imul=1,
                    ibias=(-zp * wk.sum(0)).astype(np.int32))
@@ -365,21 +370,22 @@ def load(path):
         elif t == "encode":
             _keys(st, source, field, ("type", "grid", "to", "name"))
             steps.append(Encode(_grid(st["grid"], source, f"{field}.grid"),
-                                _str(st["to"], source, f"{field}.to", ("bits", "levels")),
+                                _str(st["to"], source, f"{field}.to", ("bits", "tbits", "levels")),
                                 _str(st["name"], source, f"{field}.name")))
         elif t == "decode":
             _keys(st, source, field, ("type", "grid", "from", "channels", "shape", "name"))
             steps.append(Decode(_grid(st["grid"], source, f"{field}.grid"),
-                                _str(st["from"], source, f"{field}.from", ("bits", "levels")),
+                                _str(st["from"], source, f"{field}.from", ("bits", "tbits", "levels")),
                                 S._expect_int(st["channels"], source, f"{field}.channels", 1),
                                 _ints(st["shape"], source, f"{field}.shape", lo=1),
                                 _str(st["name"], source, f"{field}.name")))
         elif t == "maxpool":
-            _keys(st, source, field, ("type", "name", "pool_size", "strides", "padding"))
+            _keys(st, source, field, ("type", "name", "pool_size", "strides", "padding", "planes"))
             steps.append(MaxPool(_str(st["name"], source, f"{field}.name"),
                                  _ints(st["pool_size"], source, f"{field}.pool_size", 2, 1, 1 << 20),
                                  _ints(st["strides"], source, f"{field}.strides", 2, 1, 1 << 20),
-                                 _ints(st["padding"], source, f"{field}.padding", 4, 0, 1 << 20)))
+                                 _ints(st["padding"], source, f"{field}.padding", 4, 0, 1 << 20),
+                                 S._expect_int(st["planes"], source, f"{field}.planes", 1, 2)))
         elif t == "float":
             steps.append(_float_layer(st, arrays, source, field))
         elif t == "fthresh":

@@ -132,7 +132,7 @@ class FloatThreshPool(Step):
     def kernel(self):
         pool = "" if self.pool_size == (1, 1) else " + maxpool"
         conv = "" if self.conv is None else "float direct conv + "
-        return f"{conv}thresholds{pool} -> {'bits' if self.mode == 'bits' else 'levels'}"
+        return f"{conv}thresholds{pool} -> {'levels' if self.mode == 'codes' else self.mode}"
 
     def weight_bits(self):
         return None if self.conv is None else 32
@@ -151,12 +151,14 @@ class MaxPool(Step):
     values' order, so this equals pooling the float tensor."""
     kind = "maxpool"
 
-    def __init__(self, name, pool_size, strides, padding):
+    def __init__(self, name, pool_size, strides, padding, planes=1):
         self.name, self.pool_size, self.strides, self.padding = name, pool_size, strides, padding
+        self.planes = int(planes)  # 2: ternary sign/nonzero word pairs
         self.layers = (name,)
 
     def run(self, x):
-        return _core.bnn_maxpool(self.name, x, self.pool_size, self.strides, self.padding)
+        return _core.bnn_maxpool(self.name, x, self.pool_size, self.strides, self.padding,
+                                 planes=self.planes)
 
     def kernel(self):
         return "maxpool levels/bits"
@@ -193,8 +195,9 @@ class IntConv(Step):
         out = self._out.get(n)
         if out is None:
             ho, wo = self.out_hw()
-            c = -(-self.cout // 64) if self.mode == "bits" else self.cout
-            dt = {"float": F32, "codes": np.uint8, "bits": np.uint64}[self.mode]
+            words = -(-self.cout // 64)
+            c = {"bits": words, "tbits": 2 * words}.get(self.mode, self.cout)
+            dt = {"float": F32, "codes": np.uint8, "bits": np.uint64, "tbits": np.uint64}[self.mode]
             out = self._out[n] = np.empty((n, ho, wo, c), dt)
             if len(self._out) > 4:  # keep a few batch sizes (the last batch of predict is smaller)
                 self._out.pop(next(iter(self._out)))
@@ -205,8 +208,10 @@ class IntConv(Step):
                                 zp=self.zp, ws=self._ws, out=out)
 
     def kernel(self):
-        out = {"float": "float out", "codes": "u8 levels out", "bits": "bit-packed out"}[self.mode]
-        k = {"binary": "xnor-popcount", "ternary": "ternary 2-plane popcount"}.get(self.conv_kind, "int8 u8xs8")
+        out = {"float": "float out", "codes": "u8 levels out", "bits": "bit-packed out",
+               "tbits": "2-plane out"}[self.mode]
+        k = {"binary": "xnor-popcount", "ternary": "ternary 2-plane popcount",
+             "tt": "ternary x ternary planes"}.get(self.conv_kind, "int8 u8xs8")
         shape = "dense" if self.dense else f"{self.kernel_size[0]}x{self.kernel_size[1]}"
         return f"{k} {shape}, {out}"
 
