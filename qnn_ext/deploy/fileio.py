@@ -82,6 +82,8 @@ def save(im, path):
                           "weights": [put(w.astype(np.float32)) for w in layer.get_weights()]})
         elif isinstance(s, IntConv):
             codes = s.codes
+            # +-1 kernels are stored as sign bits, everything else in two's complement
+            signs = s.weight_bits() == 1 and not np.any(codes == 0)
             steps.append({"type": "int", "name": s.name, "layers": list(s.layers),
                           "conv_kind": s.conv_kind, "cin": s.cin, "cout": s.cout,
                           "kernel_size": list(s.kernel_size), "strides": list(s.strides),
@@ -89,8 +91,8 @@ def save(im, path):
                           "mode": s.mode, "code_mul": s.code_mul, "weight_bits": s.weight_bits(),
                           "exact": bool(s.exact), "dense": s.dense,
                           "out_grid": None if s.out_grid is None else s.out_grid.vals.tolist(),
-                          "codes": put(pack_codes(codes, s.weight_bits(), s.conv_kind == "binary" or
-                                                  (s.conv_kind == "tt" and s.weight_bits() == 1))),
+                          "code_format": "sign" if signs else "twos",
+                          "codes": put(pack_codes(codes, s.weight_bits(), signs)),
                           "mul": put(s.mul), "add": put(s.add), "thr": put(s.thr), "dirs": put(s.dirs)})
         else:
             raise TypeError(f"IntegerModel.save: unknown step {type(s).__name__}")
@@ -246,7 +248,7 @@ def _fthresh_step(st, arrays, source, field):
 
 def _int_step(st, arrays, source, field):
     keys = ("type", "name", "layers", "conv_kind", "cin", "cout", "kernel_size", "strides", "padding",
-            "in_hw", "zp", "mode", "code_mul", "weight_bits", "exact", "dense", "out_grid", "codes",
+            "in_hw", "zp", "mode", "code_mul", "weight_bits", "exact", "dense", "out_grid", "code_format", "codes",
             "mul", "add", "thr", "dirs")
     _keys(st, source, field, keys)
     f = lambda k: f"{field}.{k}"
@@ -272,7 +274,9 @@ def _int_step(st, arrays, source, field):
     count = ks[0] * ks[1] * cin * cout
     if count > S.MAX_JSON_PARAMS:
         raise _err(source, field, f"{count} weights is too many")
-    onebit = kind == "binary" or (kind == "tt" and wbits == 1)  # codes stored as sign bits
+    onebit = _str(st["code_format"], source, f("code_format"), ("sign", "twos")) == "sign"
+    if onebit and wbits != 1:
+        raise _err(source, f("code_format"), "sign-bit codes need weight_bits 1")
     if kind == "binary" and wbits != 1:
         raise _err(source, f("weight_bits"), "binary layers have 1-bit weights")
     nbytes = -(-count * (1 if onebit else wbits) // 8)
