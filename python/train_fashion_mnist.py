@@ -194,7 +194,7 @@ def main(argv=None):
               f"{r['weight_memory_bits'] / 8192:11.1f}")
     deployed = [r for r in results if "integer" in r]
     if deployed:
-        print(f"\nInteger models (qnn_ext.deploy), test set; time = predict of one batch of 64, median")
+        print("\nInteger models (qnn_ext.deploy), test set; time = predict of one batch of 64, median")
         print(f"{'setting':9s} {'fake-quant acc':>14s} {'integer acc':>11s} {'same class':>10s} "
               f"{'max |diff|':>10s} {'float ms':>9s} {'int ms':>7s} {'speed-up':>8s}")
         for r in deployed:

@@ -30,7 +30,7 @@ from ..layers.normalization import BatchNormalization
 from ..layers.pooling import MaxPooling2D
 from ..layers.quant_utils import act_forward
 from .. import activations as _acts
-from .grid import Grid, grid_of
+from .grid import grid_of
 from .packing import pack_binary_weights, pack_int8_weights, pack_ternary_weights
 from .stages import Decode, Encode, FloatLayer, FloatThreshPool, IntConv, MaxPool, QuantizeInput
 

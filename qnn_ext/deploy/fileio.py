@@ -10,7 +10,6 @@ and integer biases are rebuilt from them at load. Float layers are stored as a l
 with a dry run of one sample, so an inconsistent file fails at load, with a ValueError naming
 the file and the field, not later."""
 import io
-import json
 import math
 import os
 import zipfile
