@@ -320,3 +320,27 @@ def test_float_first_layer_falls_back_when_not_fusable(isas):
     kinds = [type(s).__name__ for s in im.steps]
     assert kinds[:2] == ["FloatLayer", "FloatThreshPool"] and im.steps[1].conv is None
     check_equal(m, im, np.random.default_rng(3).standard_normal((6, 9, 9, 2)).astype(F32), isas)
+
+
+def test_concurrent_predict_from_threads():
+    """Buffers are per thread: several threads predicting at once get their own exact results."""
+    import threading
+    qnn_ext.utils.set_random_seed(24)
+    m = cnn("binary")
+    randomize_bn(m, 25)
+    im = deploy.convert(m)
+    xs = [np.random.default_rng(i).standard_normal((9, 11, 11, 3)).astype(F32) for i in range(4)]
+    want = [m.predict(x) for x in xs]
+    got = [None] * 4
+
+    def work(i):
+        for _ in range(5):
+            got[i] = im.predict(xs[i], batch_size=4)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)

@@ -2,6 +2,8 @@
 representations: float32 (NHWC or 2-D), packed sign bits (uint64 words along channels) or u8
 levels (see grid.py). Integer steps carry their packed weights and output transform; float
 steps run the model's own layer objects, so they compute exactly what ``model.predict`` does."""
+import threading
+
 import numpy as np
 
 from .. import _core
@@ -182,8 +184,9 @@ class IntConv(Step):
         self.code_mul, self.out_grid, self._wbits, self.exact = int(code_mul), out_grid, int(weight_bits), exact
         self.dense = bool(dense)
         self.codes = codes  # (KH, KW, C, CO) int8, what a deploy file stores
-        self._ws = _core.bnn_workspace()
-        self._out = {}
+        # Scratch and output buffers are reused between calls (fresh pages cost ~3 ms/MB here) and
+        # kept per thread, so predict can run from several threads at once.
+        self._local = threading.local()
 
     def out_hw(self):
         (h, w), (kh, kw), (sh, sw), (pt, pb, pl, pr) = self.in_hw, self.kernel_size, self.strides, self.padding
@@ -192,20 +195,23 @@ class IntConv(Step):
     def run(self, x):
         x = x.reshape((x.shape[0],) + self.in_hw + (x.shape[-1],)) if x.ndim != 4 else x
         n = x.shape[0]
-        out = self._out.get(n)
+        loc = self._local
+        if not hasattr(loc, "out"):
+            loc.out, loc.ws = {}, _core.bnn_workspace()
+        out = loc.out.get(n)
         if out is None:
             ho, wo = self.out_hw()
             words = -(-self.cout // 64)
             c = {"bits": words, "tbits": 2 * words}.get(self.mode, self.cout)
             dt = {"float": F32, "codes": np.uint8, "bits": np.uint64, "tbits": np.uint64}[self.mode]
-            out = self._out[n] = np.empty((n, ho, wo, c), dt)
-            if len(self._out) > 4:  # keep a few batch sizes (the last batch of predict is smaller)
-                self._out.pop(next(iter(self._out)))
+            out = loc.out[n] = np.empty((n, ho, wo, c), dt)
+            if len(loc.out) > 4:  # keep a few batch sizes (the last batch of predict is smaller)
+                loc.out.pop(next(iter(loc.out)))
         return _core.bnn_conv2d(self.name, self.conv_kind, np.ascontiguousarray(x), self.panel,
                                 self.cin, self.cout, self.kernel_size, self.strides, self.padding,
                                 self.ibias, self.imul, self.mode, mul=self.mul, add=self.add,
                                 thr=self.thr, dir=self.dirs, code_mul=self.code_mul, wsum=self.wsum,
-                                zp=self.zp, ws=self._ws, out=out)
+                                zp=self.zp, ws=loc.ws, out=out)
 
     def kernel(self):
         out = {"float": "float out", "codes": "u8 levels out", "bits": "bit-packed out",
