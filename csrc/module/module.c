@@ -9,7 +9,7 @@
 
 #include "module/py_quant.h"
 
-/* Method tables of the other kernel families (py_gemm.c, py_nn.c), added at init. */
+/* Method tables of the other kernel families (py_gemm.c, py_nn.c, py_bnn.c), added at init. */
 extern PyMethodDef qnn_gemm_methods[];
 extern PyMethodDef qnn_nn_methods[];
 extern PyMethodDef qnn_bnn_methods[];
