@@ -10,6 +10,11 @@ quantizer. The first conv and the last dense keep 8-bit weights in every quantiz
 (binary: the first conv is float), the usual choice for low-bit networks; batch norm and the
 softmax stay float. Training: Adam, learning rate 2e-3 with cosine decay, batch 128, 4 epochs.
 
+At the end the binary and 4-bit models are converted to integer models (qnn_ext.deploy:
+bit-packed XNOR-popcount / int8 kernels) and their test accuracy, agreement with the
+fake-quant model and speed-up at batch 64 are printed next to the float-simulated numbers
+(--no-deploy skips this; a failure there is reported, never fatal).
+
     python python/train_fashion_mnist.py                 # all settings, default epochs
     python python/train_fashion_mnist.py --quick         # one-minute smoke run
     python python/train_fashion_mnist.py --epochs 3 --settings float binary --out results/
@@ -79,6 +84,38 @@ def weight_memory_bits(model):
     return int(total)
 
 
+DEPLOY_SETTINGS = ("binary", "4-bit")
+
+
+def median_seconds(fn, runs=7):
+    fn()
+    ts = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return float(np.median(ts))
+
+
+def deploy_report(model, x_test, y_test, float_probs):
+    """Integer model of `model`: accuracy, agreement with the fake-quant predictions (classes and
+    logits) and predict time per batch of 64, integer vs float-simulated."""
+    from qnn_ext import deploy
+    t0 = time.perf_counter()
+    im = deploy.convert(model)
+    convert_s = time.perf_counter() - t0
+    probs = im.predict(x_test, batch_size=64)
+    xb = x_test[:64]
+    t_int = median_seconds(lambda: im.predict(xb, batch_size=64))
+    t_float = median_seconds(lambda: model.predict(xb, batch_size=64))
+    return {"accuracy": float(np.mean(probs.argmax(1) == y_test)),
+            "class_agreement": float(np.mean(probs.argmax(1) == float_probs.argmax(1))),
+            "max_abs_output_diff": float(np.max(np.abs(probs - float_probs))),
+            "integer_layers": len(im.integer_layers()), "convert_seconds": round(convert_s, 2),
+            "float_ms_per_batch64": round(t_float * 1e3, 3), "int_ms_per_batch64": round(t_int * 1e3, 3),
+            "speedup": round(t_float / t_int, 2)}
+
+
 def plot(results, path):
     import matplotlib
     matplotlib.use("Agg")
@@ -107,6 +144,8 @@ def main(argv=None):
     ap.add_argument("--settings", nargs="*", default=list(SETTINGS), choices=list(SETTINGS))
     ap.add_argument("--out", default="results", help="output directory (default results/)")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--no-deploy", action="store_true",
+                    help="skip converting the binary and 4-bit models to integer models")
     args = ap.parse_args(argv)
     epochs = args.epochs or (1 if args.quick else 4)
 
@@ -140,6 +179,12 @@ def main(argv=None):
                         "seconds_per_epoch": round(sec_per_epoch, 2),
                         "weight_memory_bits": weight_memory_bits(model)})
         print(f"   test accuracy {100 * acc:.2f}%  ({sec_per_epoch:.1f} s/epoch)")
+        if name in DEPLOY_SETTINGS and not args.no_deploy:
+            try:
+                probs = model.predict(x_test, batch_size=500)
+                results[-1]["integer"] = deploy_report(model, x_test, y_test, probs)
+            except Exception as e:  # the integer model is an extra: report, never lose the run
+                print(f"   integer model failed: {type(e).__name__}: {e}")
 
     total = time.perf_counter() - t_start
     print(f"\n{'setting':9s} {'w bits':>6s} {'a bits':>6s} {'test acc':>9s} {'s/epoch':>8s} {'weight KiB':>11s}")
@@ -147,6 +192,16 @@ def main(argv=None):
         print(f"{r['name']:9s} {r['weight_bits']:6d} {r['activation_bits']:6d} "
               f"{100 * r['test_accuracy']:8.2f}% {r['seconds_per_epoch']:8.1f} "
               f"{r['weight_memory_bits'] / 8192:11.1f}")
+    deployed = [r for r in results if "integer" in r]
+    if deployed:
+        print("\nInteger models (qnn_ext.deploy), test set; time = predict of one batch of 64, median")
+        print(f"{'setting':9s} {'fake-quant acc':>14s} {'integer acc':>11s} {'same class':>10s} "
+              f"{'max |diff|':>10s} {'float ms':>9s} {'int ms':>7s} {'speed-up':>8s}")
+        for r in deployed:
+            d = r["integer"]
+            print(f"{r['name']:9s} {100 * r['test_accuracy']:13.2f}% {100 * d['accuracy']:10.2f}% "
+                  f"{100 * d['class_agreement']:9.2f}% {d['max_abs_output_diff']:10.2g} "
+                  f"{d['float_ms_per_batch64']:9.2f} {d['int_ms_per_batch64']:7.2f} {d['speedup']:7.1f}x")
     print(f"total {total:.0f} s")
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "fashion_mnist.json"), "w") as f:

@@ -46,8 +46,12 @@ def test_main_job_quick_writes_results(tmp_path):
     res = json.loads((tmp_path / "fashion_mnist.json").read_text())
     assert [s["name"] for s in res["settings"]] == ["float", "binary"]
     for s in res["settings"]:
+        deployed = {"integer"} if s["name"] == "binary" else set()  # the integer model report
         assert set(s) == {"name", "weight_bits", "activation_bits", "test_accuracy",
-                          "seconds_per_epoch", "weight_memory_bits"}
+                          "seconds_per_epoch", "weight_memory_bits"} | deployed
         assert 0.5 < s["test_accuracy"] <= 1.0
+    integer = res["settings"][1]["integer"]
+    assert integer["accuracy"] == res["settings"][1]["test_accuracy"]
+    assert integer["class_agreement"] == 1.0 and integer["max_abs_output_diff"] == 0.0
     assert res["settings"][1]["weight_memory_bits"] < res["settings"][0]["weight_memory_bits"] / 10
     assert "isa" in res["build_info"] and res["total_seconds"] > 0

@@ -3,6 +3,7 @@
 #ifndef QNN_RUNTIME_DISPATCH_H
 #define QNN_RUNTIME_DISPATCH_H
 
+#include "kernels/bnn/bnn.h"
 #include "kernels/gemm/gemm.h"
 #include "kernels/quant/quant.h"
 
@@ -14,6 +15,17 @@ typedef struct qnn_dispatch {
     qnn_quant_bwd_ukernel quant_bwd;
     qnn_sgemm_ukernel sgemm; /* float GEMM register tile; the driver packs to its MR x NR */
     int sgemm_mr, sgemm_nr;
+    /* integer inference (kernels/bnn) */
+    qnn_bgemm_ukernel bgemm;
+    qnn_igemm_ukernel igemm;
+    qnn_epilogue_fn bnn_epilogue;
+    qnn_bitpack_fn bitpack;
+    int bgemm_mr, igemm_mr;
+    qnn_fconv_fn fconv_pixel;
+    qnn_tgemm_ukernel tgemm;
+    int tgemm_mr;
+    qnn_ttgemm_ukernel ttgemm;
+    int ttgemm_mr;
 } qnn_dispatch;
 
 extern qnn_dispatch qnn_dispatch_table;
