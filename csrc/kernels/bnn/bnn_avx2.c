@@ -162,4 +162,5 @@ void qnn_bitpack_avx2(size_t rows, size_t C, const float *x, uint64_t *out) {
 }
 
 #define QNN_FN(name) name##_avx2
+#define QNN_FCONV_FMA 1
 #include "kernels/bnn/bnn_fconv_body.h"

@@ -233,5 +233,6 @@ void qnn_bitpack_avx512(size_t rows, size_t C, const float *x, uint64_t *out) {
 }
 
 #define QNN_FN(name) name##_avx512
+#define QNN_FCONV_FMA 1
 #define QNN_FCONV_ZMM 1
 #include "kernels/bnn/bnn_fconv_body.h"

@@ -3,10 +3,12 @@
  * The first layer of a binary/low-bit network is float (the model itself is float there) and has
  * tiny K (3x3x1 for Fashion-MNIST), where the packed GEMM spends its time packing. This computes
  * each output exactly as kernels/gemm does for K <= its KC (256): acc = 0, then acc += x_k*w_k in
- * im2col order (kh, kw, c) with padded taps as 0*w, a multiply and an add per step (FMA
- * contraction is off at build time), then 1*acc. deploy.convert uses it only after checking it
+ * im2col order (kh, kw, c) with padded taps as 0*w, then 1*acc. Each step is a fused
+ * multiply-add in the AVX2/AVX-512 builds (QNN_FCONV_FMA, as the sgemm microkernels of those
+ * ISAs) and a multiply then an add in the reference build (as the reference microkernel). deploy.convert uses it only after checking it
  * reproduces the model's layer bit for bit, so a changed GEMM falls back instead of drifting.
  * Included by bnn_ref.c / bnn_avx2.c / bnn_avx512.c, which define QNN_FN. */
+#include <math.h>
 #include <stddef.h>
 
 #include "kernels/bnn/bnn.h"
@@ -41,19 +43,24 @@ void QNN_FN(qnn_fconv_pixel)(const qnn_conv2d_shape *s, const float *x, const fl
             }
         }
     }
+#ifdef QNN_FCONV_FMA
+#define QNN_MAC(acc, a, b) fmaf((a), (b), (acc))
+#else
+#define QNN_MAC(acc, a, b) ((acc) + (a) * (b))
+#endif
 #ifdef QNN_FCONV_ZMM
     /* Accumulators held in zmm registers (the array form keeps them on the stack, a store and
-     * reload per k); the same multiply then add per element, so the same bits. */
+     * reload per k); the same fused multiply-add per element, so the same bits. */
     size_t c0 = 0;
     for (; c0 + 64 <= CO; c0 += 64) {
         __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
         for (size_t k = 0; k < K; k++) {
             const __m512 xk = _mm512_set1_ps(xr[k]);
             const float *wk = w + k * CO + c0;
-            a0 = _mm512_add_ps(a0, _mm512_mul_ps(xk, _mm512_loadu_ps(wk)));
-            a1 = _mm512_add_ps(a1, _mm512_mul_ps(xk, _mm512_loadu_ps(wk + 16)));
-            a2 = _mm512_add_ps(a2, _mm512_mul_ps(xk, _mm512_loadu_ps(wk + 32)));
-            a3 = _mm512_add_ps(a3, _mm512_mul_ps(xk, _mm512_loadu_ps(wk + 48)));
+            a0 = _mm512_fmadd_ps(xk, _mm512_loadu_ps(wk), a0);
+            a1 = _mm512_fmadd_ps(xk, _mm512_loadu_ps(wk + 16), a1);
+            a2 = _mm512_fmadd_ps(xk, _mm512_loadu_ps(wk + 32), a2);
+            a3 = _mm512_fmadd_ps(xk, _mm512_loadu_ps(wk + 48), a3);
         }
         _mm512_storeu_ps(zr + c0, a0);
         _mm512_storeu_ps(zr + c0 + 16, a1);
@@ -63,7 +70,7 @@ void QNN_FN(qnn_fconv_pixel)(const qnn_conv2d_shape *s, const float *x, const fl
     for (; c0 + 16 <= CO; c0 += 16) {
         __m512 a0 = _mm512_setzero_ps();
         for (size_t k = 0; k < K; k++)
-            a0 = _mm512_add_ps(a0, _mm512_mul_ps(_mm512_set1_ps(xr[k]), _mm512_loadu_ps(w + k * CO + c0)));
+            a0 = _mm512_fmadd_ps(_mm512_set1_ps(xr[k]), _mm512_loadu_ps(w + k * CO + c0), a0);
         _mm512_storeu_ps(zr + c0, a0);
     }
 #else
@@ -74,7 +81,7 @@ void QNN_FN(qnn_fconv_pixel)(const qnn_conv2d_shape *s, const float *x, const fl
         for (size_t k = 0; k < K; k++) {
             const float xk = xr[k];
             const float *wk = w + k * CO + c0;
-            for (int j = 0; j < FCONV_NC; j++) acc[j] += xk * wk[j];
+            for (int j = 0; j < FCONV_NC; j++) acc[j] = QNN_MAC(acc[j], xk, wk[j]);
         }
         for (int j = 0; j < FCONV_NC; j++) zr[c0 + j] = 1.0f * acc[j];
     }
@@ -86,7 +93,7 @@ void QNN_FN(qnn_fconv_pixel)(const qnn_conv2d_shape *s, const float *x, const fl
         for (size_t k = 0; k < K; k++) {
             const float xk = xr[k];
             const float *wk = w + k * CO + c0;
-            for (int j = 0; j < 32; j++) acc[j] += xk * wk[j];
+            for (int j = 0; j < 32; j++) acc[j] = QNN_MAC(acc[j], xk, wk[j]);
         }
         for (int j = 0; j < 32; j++) zr[c0 + j] = 1.0f * acc[j];
     }
@@ -96,14 +103,15 @@ void QNN_FN(qnn_fconv_pixel)(const qnn_conv2d_shape *s, const float *x, const fl
         for (size_t k = 0; k < K; k++) {
             const float xk = xr[k];
             const float *wk = w + k * CO + c0;
-            for (int j = 0; j < 16; j++) acc[j] += xk * wk[j];
+            for (int j = 0; j < 16; j++) acc[j] = QNN_MAC(acc[j], xk, wk[j]);
         }
         for (int j = 0; j < 16; j++) zr[c0 + j] = 1.0f * acc[j];
     }
 #endif
     for (size_t c = c0; c < CO; c++) {
         float acc = 0.0f;
-        for (size_t k = 0; k < K; k++) acc += xr[k] * w[k * CO + c];
+        for (size_t k = 0; k < K; k++) acc = QNN_MAC(acc, xr[k], w[k * CO + c]);
         zr[c] = 1.0f * acc;
     }
 }
+#undef QNN_MAC
