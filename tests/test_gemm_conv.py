@@ -124,6 +124,27 @@ def test_gemm_large_k_blocks(isa):
     _close(_core.gemm("g", a, b), a.astype(np.float64) @ b, np.abs(a).astype(np.float64) @ np.abs(b))
 
 
+@pytest.mark.parametrize("m,n,k,beta", [
+    (3000, 70, 600, 0.0),    # tall and narrow: the whole-B, row-block-major path
+    (3000, 70, 600, 0.5),    # ... applying beta on the first K slice only
+    (100, 40, 3000, 0.0),    # few tiles, long K: split-K across threads
+    (100, 40, 3000, -1.5),
+])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_gemm_driver_paths(isa, m, n, k, beta, threads):
+    rng = np.random.default_rng(m + n + k)
+    a, b, c0 = _rand(rng, m, k), _rand(rng, k, n), _rand(rng, m, n)
+    prev = qnn_ext._core.get_num_threads()
+    try:
+        _core.set_num_threads(threads)
+        out = c0.copy()
+        _core.gemm("g", a, b, out=out, beta=beta)
+    finally:
+        _core.set_num_threads(prev)
+    ref = a.astype(np.float64) @ b + beta * c0.astype(np.float64)
+    _close(out, ref, np.abs(a).astype(np.float64) @ np.abs(b) + abs(beta * c0))
+
+
 def test_gemm_threads_agree():
     rng = np.random.default_rng(4)
     a, b = _rand(rng, 300, 256), _rand(rng, 256, 270)

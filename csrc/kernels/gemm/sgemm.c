@@ -26,6 +26,7 @@ static int thread_id(void) { return 0; }
 #define QNN_A_BYTES (384u * 1024u)
 #endif
 #define QNN_NC 2048
+#define QNN_BFULL_BYTES (4u * 1024u * 1024u)
 
 static size_t min_sz(size_t a, size_t b) { return a < b ? a : b; }
 static size_t round_up(size_t a, size_t m) { return (a + m - 1) / m * m; }
@@ -89,6 +90,7 @@ static void scale_c(size_t M, size_t N, float beta, float *c, size_t ldc) {
 /* One GEMM's blocking plan and buffers; gemm_run() executes it as thread `tid` of `nt`. */
 typedef struct gemm_job {
     size_t M, N, K, kcb, mcb, n_mb, astride;
+    int bfull; /* all of B packed up front (slice p at bbuf + p*kcb*round_up(N, nr)) */
     float alpha, beta;
     const qnn_apacker *ap;
     const qnn_bpacker *bp;
@@ -104,10 +106,54 @@ static size_t share(size_t n, int t, int nt) { return n * (size_t)t / (size_t)nt
  * row block. Explicit partitions and barriers (not worksharing constructs) let the split-K path
  * run the same code single-threaded inside its own parallel region. Runs with FTZ/DAZ, as TF's
  * kernels do: subnormal operands made a filter gradient 6x slower. */
+/* Tall products with a narrow B (conv layers: M = pixels, N = Cout): B is packed whole, once,
+ * and each thread walks all K slices of a row block before the next, so its C block stays in
+ * L2 instead of being re-read from DRAM once per K slice (16 MB x 2 x 3 for a 64-channel layer
+ * at batch 64). */
+static void gemm_run_bfull(const gemm_job *j, int tid, int nt) {
+    const qnn_sgemm_ukernel uk = qnn_dispatch_table.sgemm;
+    const size_t mr = (size_t)qnn_dispatch_table.sgemm_mr, nr = (size_t)qnn_dispatch_table.sgemm_nr;
+    float *my_a = j->abuf + (size_t)tid * j->astride;
+    const size_t n_sl = (j->N + nr - 1) / nr, npad = n_sl * nr, n_pc = (j->K + j->kcb - 1) / j->kcb;
+    for (size_t u = share(n_sl * n_pc, tid, nt); u < share(n_sl * n_pc, tid + 1, nt); u++) {
+        const size_t p = u / n_sl, sl = u % n_sl, pc = p * j->kcb, kc = min_sz(j->kcb, j->K - pc);
+        j->bp->pack(j->bp->ctx, pc, kc, sl * nr, min_sz(nr, j->N - sl * nr), nr,
+                    j->bbuf + p * j->kcb * npad + sl * nr * kc);
+    }
+    if (nt > 1) {
+#pragma omp barrier
+    }
+    size_t n_jb = j->n_mb >= (size_t)nt ? 1 : ((size_t)nt + j->n_mb - 1) / j->n_mb;
+    if (n_jb > n_sl) n_jb = n_sl;
+    const size_t sl_per_jb = (n_sl + n_jb - 1) / n_jb, n_items = j->n_mb * n_jb;
+    for (size_t it = share(n_items, tid, nt); it < share(n_items, tid + 1, nt); it++) {
+        const size_t ib = it / n_jb, jb = it % n_jb;
+        const size_t i0 = ib * j->mcb, mc = min_sz(j->mcb, j->M - i0);
+        const size_t s0 = jb * sl_per_jb, s1 = min_sz(n_sl, s0 + sl_per_jb);
+        for (size_t p = 0; p < n_pc; p++) {
+            const size_t pc = p * j->kcb, kc = min_sz(j->kcb, j->K - pc);
+            const float bt = p == 0 ? j->beta : 1.0f;
+            const float *bsl = j->bbuf + p * j->kcb * npad;
+            j->ap->pack(j->ap->ctx, i0, mc, pc, kc, mr, my_a);
+            for (size_t sl = s0; sl < s1; sl++) {
+                const size_t j0 = sl * nr, nn = min_sz(nr, j->N - j0);
+                for (size_t ir = 0; ir < mc; ir += mr)
+                    uk(kc, my_a + ir * QNN_KC, bsl + j0 * kc, j->c + (i0 + ir) * j->ldc + j0,
+                       j->ldc, min_sz(mr, mc - ir), nn, j->alpha, bt);
+            }
+        }
+    }
+}
+
 static void gemm_run(const gemm_job *j, int tid, int nt) {
     const qnn_sgemm_ukernel uk = qnn_dispatch_table.sgemm;
     const size_t mr = (size_t)qnn_dispatch_table.sgemm_mr, nr = (size_t)qnn_dispatch_table.sgemm_nr;
     const qnn_fpenv env = qnn_fpenv_flush_begin();
+    if (j->bfull) {
+        gemm_run_bfull(j, tid, nt);
+        qnn_fpenv_end(env);
+        return;
+    }
     float *my_a = j->abuf + (size_t)tid * j->astride;
     for (size_t jc = 0; jc < j->N; jc += QNN_NC) {
         const size_t nc = min_sz(QNN_NC, j->N - jc);
@@ -165,9 +211,14 @@ static int gemm_plan(gemm_job *j, size_t M, size_t N, size_t K, float alpha, con
     size_t mcb = min_sz(mc_max > mr ? mc_max : mr, round_up(M, mr));
     if (nt > 1 && (M + mcb - 1) / mcb < (size_t)nt)
         mcb = round_up((M + (size_t)nt - 1) / (size_t)nt, mr);
-    *j = (gemm_job){M, N, K, kcb, mcb, (M + mcb - 1) / mcb, round_up(mcb, mr) * QNN_KC,
+    *j = (gemm_job){M, N, K, kcb, mcb, (M + mcb - 1) / mcb, round_up(mcb, mr) * QNN_KC, 0,
                     alpha, beta, ap, bp, c, NULL, NULL, ldc};
-    j->bbuf = qnn_aligned_alloc(kcb * min_sz(round_up(N, nr), QNN_NC) * sizeof(float));
+    const size_t n_pc = (K + kcb - 1) / kcb, npad = round_up(N, nr);
+    /* Whole B when it is small next to the C it would otherwise make us re-read. */
+    j->bfull = n_pc > 1 && N <= QNN_NC && npad * K * sizeof(float) <= QNN_BFULL_BYTES &&
+               M >= 4 * mcb;
+    j->bbuf = qnn_aligned_alloc((j->bfull ? n_pc * kcb * npad : kcb * min_sz(npad, QNN_NC)) *
+                                sizeof(float));
     j->abuf = qnn_aligned_alloc((size_t)nt * j->astride * sizeof(float));
     if (!j->bbuf || !j->abuf) {
         qnn_aligned_free(j->bbuf);
