@@ -337,7 +337,10 @@ int qnn_conv2d_backward_input(const qnn_conv2d_shape *s, const float *dy, const 
     const size_t Cg = s->C / s->groups, COg = s->CO / s->groups;
     if (s->N == 0) return QNN_OK;
     if (Cg == 1 && s->groups > 1) { dw_backward_input(s, dy, w, dx); return QNN_OK; }
-    if (s->sh == 1 && s->sw == 1 && s->pt <= s->dh * (s->KH - 1) && s->pb <= s->dh * (s->KH - 1) &&
+    /* The flipped conv's output channels are the input's: below 16 per group most of each
+     * register tile would be padding, and the column GEMM (N = KH*KW*Cg) wastes less. */
+    if (s->sh == 1 && s->sw == 1 && Cg >= 16 && s->pt <= s->dh * (s->KH - 1) &&
+        s->pb <= s->dh * (s->KH - 1) &&
         s->pl <= s->dw * (s->KW - 1) && s->pr <= s->dw * (s->KW - 1))
         return backward_input_flipped(s, dy, w, dx);
     const size_t ldcol = s->KH * s->KW * Cg, per_img = s->HO * s->WO * ldcol;

@@ -313,8 +313,10 @@ int qnn_sgemm_ex(size_t M, size_t N, size_t K, float alpha, qnn_mat a, const qnn
     }
     if (nt < 1) nt = 1;
     const size_t tiles = ((M + mr - 1) / mr) * ((N + nr - 1) / nr);
-    if (nt > 1 && tiles < (size_t)nt * 64 && K >= (size_t)nt * 2 * QNN_KC &&
-        M * N <= ((size_t)1 << 20))
+    /* Few register tiles to share out, or a reduction much longer than either side (filter
+     * gradients: K = batch x pixels), where a tile split meets at two barriers per K slice. */
+    if (nt > 1 && K >= (size_t)nt * 2 * QNN_KC && M * N <= ((size_t)1 << 20) &&
+        (tiles < (size_t)nt * 64 || K >= 4 * (M > N ? M : N)))
         return sgemm_split_k(M, N, K, alpha, ap, bp, beta, c, ldc, nt);
 
     gemm_job j;
