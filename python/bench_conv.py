@@ -12,14 +12,12 @@ for forward+backward (PyTorch: conv2d forward + autograd.grad for input and weig
 """
 import argparse
 import os
-import statistics
 import sys
-import time
 
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-import qnn_ext  # noqa: E402
+from benchutil import timeit  # noqa: E402
 from qnn_ext import _core  # noqa: E402
 
 # (batch, H=W, Cin, Cout, what); the first layer of each network also needs no input gradient
@@ -37,15 +35,6 @@ SHAPES = [
 PAD = (1, 1, 1, 1)
 
 
-def timeit(fn, repeat):
-    fn()
-    fn()
-    ts = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
 
 
 def main():

@@ -13,15 +13,14 @@ AVX-512 kernels). Prints one table: median GFLOPS of --repeat warm runs, % of th
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
-import time
 
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
+from benchutil import timeit  # noqa: E402
 
 SHAPES = [  # (M, N, K, what)
     (1024, 1024, 1024, "square"),
@@ -35,15 +34,6 @@ SHAPES = [  # (M, N, K, what)
 QUICK = [SHAPES[0], SHAPES[2], SHAPES[5]]
 
 
-def timeit(fn, repeat):
-    fn()
-    fn()  # warm: page faults, caches, thread pools
-    ts = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
 
 
 def operands(m, n, k):

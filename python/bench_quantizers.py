@@ -13,27 +13,18 @@ for the affine quantizers, composed tensor ops for the others) when torch is ins
 """
 import argparse
 import os
-import statistics
 import sys
-import time
 
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from benchutil import timeit  # noqa: E402
 import qnn_ext  # noqa: E402
 from qnn_ext import _core  # noqa: E402
 
 F32 = np.float32
 
 
-def timeit(fn, repeat):
-    fn()  # warm: page faults, caches
-    ts = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
 
 
 # ---------------------------------------------------------------- NumPy references (same math)

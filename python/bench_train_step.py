@@ -25,31 +25,21 @@ binary steps are also given relative to our own float step.
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
-import time
 
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
 sys.path.insert(0, HERE)
+from benchutil import timeit  # noqa: E402
 
 TUNABLES = "glibc.malloc.mmap_threshold=4294967295:glibc.malloc.trim_threshold=17179869184"
 SETTINGS = ("float", "8-bit", "binary")
 NETS = {"vgg": (64, (32, 32, 3)), "fashion": (128, (28, 28, 1))}
 
 
-def median_step(step, steps):
-    for _ in range(2):
-        step()  # warm: page faults, caches, optimizer state
-    ts = []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        step()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
 
 
 def data(net):
@@ -204,7 +194,7 @@ def child(args):
     res = {}
     for net in args.nets:
         for s in SETTINGS:
-            res[f"{net}/{s}"] = median_step(torch_step(net, s, args.threads[0]), args.steps)
+            res[f"{net}/{s}"] = timeit(torch_step(net, s, args.threads[0]), args.steps)
     print(json.dumps(res))
 
 
@@ -253,7 +243,7 @@ def main():
         for net in args.nets:
             ours = {}
             for s in SETTINGS:
-                ours[s] = median_step(qnn_step(net, s, nt), args.steps)
+                ours[s] = timeit(qnn_step(net, s, nt), args.steps)
                 key = f"{net}/{s}"
                 td = t_def[key] if t_def else nan
                 tt = t_tun[key] if t_tun else nan

@@ -121,6 +121,49 @@ int qnn_bn_inference(size_t m, size_t c, const float *x, const float *mean, cons
     return rc;
 }
 
+/* a += g, b += g * (x - mean) over rows [r0, r1) (g row-major from row r0), in row order. */
+static void grad_sums(size_t c, const float *x, const float *g, const float *mean, size_t r0,
+                      size_t r1, double *restrict a, double *restrict b) {
+    for (size_t r = r0; r < r1; r++) {
+        const float *restrict xr = x + r * c, *restrict gr = g + (r - r0) * c;
+        const float *restrict mu = mean;
+        for (size_t cc = 0; cc < c; cc++) {
+            a[cc] += (double)gr[cc];
+            b[cc] += (double)gr[cc] * ((double)xr[cc] - (double)mu[cc]);
+        }
+    }
+}
+
+/* dx = a * (dy - b - (x - mean) * k) with a = gamma * inv_std, b = dbeta / m,
+ * k = dgamma * inv_std / m, the constants formed in double and rounded once into coef (3c). */
+static void grad_coefs(size_t m, size_t c, const double *sdy, const double *sdyx,
+                       const float *inv_std, const float *gamma, float *coef, float *dgamma,
+                       float *dbeta) {
+    float *ca = coef, *cb = coef + c, *ck = coef + 2 * c;
+    const double md = (double)m;
+    for (size_t cc = 0; cc < c; cc++) {
+        const double is = (double)inv_std[cc], g = gamma ? (double)gamma[cc] : 1.0;
+        const double dg = sdyx[cc] * is;
+        dbeta[cc] = (float)sdy[cc];
+        dgamma[cc] = (float)dg;
+        ca[cc] = (float)(g * is);
+        cb[cc] = (float)(sdy[cc] / md);
+        ck[cc] = (float)(dg * is / md);
+    }
+}
+
+/* dx rows [r0, r1) from g (row-major from row r0); g may be dx itself (in place). */
+static void grad_rows(size_t c, const float *x, const float *g, const float *mean,
+                      const float *coef, size_t r0, size_t r1, float *dx) {
+    for (size_t r = r0; r < r1; r++) {
+        const float *restrict xr = x + r * c, *gr = g + (r - r0) * c;
+        const float *restrict mu = mean, *restrict a = coef, *restrict b = coef + c,
+                              *restrict k = coef + 2 * c;
+        float *dr = dx + r * c;
+        for (size_t cc = 0; cc < c; cc++) dr[cc] = a[cc] * (gr[cc] - b[cc] - (xr[cc] - mu[cc]) * k[cc]);
+    }
+}
+
 int qnn_bn_backward(size_t m, size_t c, const float *dy, const float *x, const float *gamma,
                     const float *mean, const float *inv_std, float *dx, float *dgamma,
                     float *dbeta) {
@@ -134,41 +177,17 @@ int qnn_bn_backward(size_t m, size_t c, const float *dy, const float *x, const f
 
 #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
     for (size_t j = 0; j < K; j++) {
-        double *restrict a = part + j * c, *restrict b = part2 + j * c;
-        const float *restrict mu = mean;
+        double *a = part + j * c, *b = part2 + j * c;
         for (size_t cc = 0; cc < c; cc++) a[cc] = b[cc] = 0.0;
-        for (size_t r = chunk_start(m, K, j); r < chunk_start(m, K, j + 1); r++) {
-            const float *restrict xr = x + r * c, *restrict gr = dy + r * c;
-            for (size_t cc = 0; cc < c; cc++) {
-                a[cc] += (double)gr[cc];
-                b[cc] += (double)gr[cc] * ((double)xr[cc] - (double)mu[cc]);
-            }
-        }
+        const size_t r0 = chunk_start(m, K, j);
+        grad_sums(c, x, dy + r0 * c, mean, r0, chunk_start(m, K, j + 1), a, b);
     }
     reduce_chunks(K, c, part, sdy);
     reduce_chunks(K, c, part2, sdyx);
-
-    /* dx = a * (dy - b - (x - mean) * k) with a = gamma * inv_std, b = dbeta / m,
-     * k = dgamma * inv_std / m, the constants formed in double and rounded once. */
-    float *ca = coef, *cb = coef + c, *ck = coef + 2 * c;
-    const double md = (double)m;
-    for (size_t cc = 0; cc < c; cc++) {
-        const double is = (double)inv_std[cc], g = gamma ? (double)gamma[cc] : 1.0;
-        const double dg = sdyx[cc] * is;
-        dbeta[cc] = (float)sdy[cc];
-        dgamma[cc] = (float)dg;
-        ca[cc] = (float)(g * is);
-        cb[cc] = (float)(sdy[cc] / md);
-        ck[cc] = (float)(dg * is / md);
-    }
+    grad_coefs(m, c, sdy, sdyx, inv_std, gamma, coef, dgamma, dbeta);
     free(part);
 #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-    for (size_t r = 0; r < m; r++) {
-        const float *restrict xr = x + r * c, *restrict gr = dy + r * c;
-        const float *restrict mu = mean, *restrict a = ca, *restrict b = cb, *restrict k = ck;
-        float *restrict dr = dx + r * c;
-        for (size_t cc = 0; cc < c; cc++) dr[cc] = a[cc] * (gr[cc] - b[cc] - (xr[cc] - mu[cc]) * k[cc]);
-    }
+    for (size_t r = 0; r < m; r++) grad_rows(c, x, dy + r * c, mean, coef, r, r + 1, dx);
     free(coef);
     return QNN_NN_OK;
 }
@@ -275,8 +294,7 @@ int qnn_bn_backward_act(size_t m, size_t c, const float *dy, const float *x, con
 #pragma omp for schedule(static)
         for (size_t j = 0; j < K; j++) {
             if (!z) continue;
-            double *restrict a = part + j * c, *restrict b = part2 + j * c;
-            const float *restrict mu = mean;
+            double *a = part + j * c, *b = part2 + j * c;
             float *dz = z + rb * c;
             for (size_t cc = 0; cc < c; cc++) a[cc] = b[cc] = 0.0;
             const size_t ce = chunk_start(m, K, j + 1);
@@ -287,13 +305,7 @@ int qnn_bn_backward_act(size_t m, size_t c, const float *dy, const float *x, con
                 float *dzb = keep ? dx + r0 * c : dz;
                 affine_rows(c, x, scale, shift, r0, r1, z);
                 act_backward(act, z, dy + r0 * c, dzb, r0 * c, (r1 - r0) * c);
-                for (size_t r = r0; r < r1; r++) {
-                    const float *restrict xr = x + r * c, *restrict gr = dzb + (r - r0) * c;
-                    for (size_t cc = 0; cc < c; cc++) {
-                        a[cc] += (double)gr[cc];
-                        b[cc] += (double)gr[cc] * ((double)xr[cc] - (double)mu[cc]);
-                    }
-                }
+                grad_sums(c, x, dzb, mean, r0, r1, a, b);
             }
         }
         free(z);
@@ -302,17 +314,7 @@ int qnn_bn_backward_act(size_t m, size_t c, const float *dy, const float *x, con
     reduce_chunks(K, c, part, sdy);
     reduce_chunks(K, c, part2, sdyx);
 
-    float *ca = coef, *cb = coef + c, *ck = coef + 2 * c;
-    const double md = (double)m;
-    for (size_t cc = 0; cc < c; cc++) {
-        const double is = (double)inv_std[cc], g = gamma ? (double)gamma[cc] : 1.0;
-        const double dg = sdyx[cc] * is;
-        dbeta[cc] = (float)sdy[cc];
-        dgamma[cc] = (float)dg;
-        ca[cc] = (float)(g * is);
-        cb[cc] = (float)(sdy[cc] / md);
-        ck[cc] = (float)(dg * is / md);
-    }
+    grad_coefs(m, c, sdy, sdyx, inv_std, gamma, coef, dgamma, dbeta);
     free(part);
 
     /* Pass 2: dx from dz, recomputed block by block. */
@@ -335,14 +337,7 @@ int qnn_bn_backward_act(size_t m, size_t c, const float *dy, const float *x, con
                 act_backward(act, z, dy + r0 * c, dz, r0 * c, (r1 - r0) * c);
                 dzb = dz;
             }
-            for (size_t r = r0; r < r1; r++) {
-                const float *restrict xr = x + r * c, *gr = dzb + (r - r0) * c;
-                const float *restrict mu = mean, *restrict a = ca, *restrict b = cb,
-                                      *restrict k = ck;
-                float *dr = dx + r * c; /* may be gr itself: in place */
-                for (size_t cc = 0; cc < c; cc++)
-                    dr[cc] = a[cc] * (gr[cc] - b[cc] - (xr[cc] - mu[cc]) * k[cc]);
-            }
+            grad_rows(c, x, dzb, mean, coef, r0, r1, dx);
         }
         free(z);
     }
