@@ -105,6 +105,8 @@ def ref_pool_backward(kind, x, dy, pool, strides, pad):
 POOL_CASES = [
     # (x shape, pool, strides, padding)
     ((2, 6, 6, 3), (2, 2), (2, 2), (0, 0, 0, 0)),  # valid, even
+    ((3, 8, 6, 37), (2, 2), (2, 2), (0, 0, 0, 0)),  # windows tile x exactly, odd channels
+    ((1, 9, 6, 5), (3, 2), (3, 2), (0, 0, 0, 0)),  # exact tiling with unequal pool sides
     ((2, 7, 5, 4), (2, 2), (2, 2), (0, 0, 0, 0)),  # valid, odd sizes drop the last row/col
     ((1, 7, 7, 1), (3, 3), (2, 2), (0, 0, 0, 0)),  # batch 1, single channel, pool 3
     ((2, 5, 6, 3), (3, 3), (1, 1), (0, 0, 0, 0)),  # overlapping windows, stride 1

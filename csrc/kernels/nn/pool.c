@@ -115,6 +115,55 @@ static void max_back_item(const qnn_pool2d_shape *s, const float *restrict xn,
     }
 }
 
+/* Windows that tile x exactly (stride = pool, no padding, no remainder): every dx element
+ * belongs to one window, so each is written once, as 0 + g at the arg-max and 0 elsewhere (the
+ * same bits as zero-filling and adding), with no zero pass and no scatter. */
+static int max_tiles_exactly(const qnn_pool2d_shape *s) {
+    return s->sh == s->ph && s->sw == s->pw && s->pt == 0 && s->pl == 0 &&
+           s->ho * s->sh == s->h && s->wo * s->sw == s->w;
+}
+
+static void max_back_item_tiled(const qnn_pool2d_shape *s, const float *restrict xn,
+                                const float *restrict dyn, float *restrict dxn,
+                                float *restrict best, int32_t *restrict idx) {
+    const int64_t c = s->c;
+    for (int64_t oh = 0; oh < s->ho; oh++) {
+        for (int64_t ow = 0; ow < s->wo; ow++) {
+            const int64_t h0 = oh * s->sh, w0 = ow * s->sw, first = h0 * s->w + w0;
+            memcpy(best, xn + first * c, (size_t)c * sizeof(float));
+            memset(idx, 0, (size_t)c * sizeof(int32_t));
+            for (int64_t ih = h0; ih < h0 + s->ph; ih++) {
+                for (int64_t iw = (ih == h0 ? w0 + 1 : w0); iw < w0 + s->pw; iw++) {
+                    const int32_t off = (int32_t)((ih - h0) * s->w + (iw - w0));
+                    const float *restrict xi = xn + (first + off) * c;
+                    for (int64_t cc = 0; cc < c; cc++) {
+                        const float v = xi[cc], b = best[cc];
+                        const int32_t gt = -(int32_t)(v > b);
+                        idx[cc] = (off & gt) | (idx[cc] & ~gt);
+                        best[cc] = v > b ? v : b;
+                    }
+                }
+            }
+            const float *restrict g = dyn + (oh * s->wo + ow) * c;
+            for (int64_t ih = h0; ih < h0 + s->ph; ih++) {
+                for (int64_t iw = w0; iw < w0 + s->pw; iw++) {
+                    const int32_t off = (int32_t)((ih - h0) * s->w + (iw - w0));
+                    float *restrict di = dxn + (first + off) * c;
+                    /* a bit mask on the value's bits: a select here became a branch taken at
+                     * random (1 in ph*pw), 4x slower than zero-fill + scatter */
+                    for (int64_t cc = 0; cc < c; cc++) {
+                        const float gv = 0.0f + g[cc];
+                        uint32_t bits;
+                        memcpy(&bits, &gv, sizeof bits);
+                        bits &= (uint32_t)-(int32_t)(idx[cc] == off);
+                        memcpy(di + cc, &bits, sizeof bits);
+                    }
+                }
+            }
+        }
+    }
+}
+
 static void avg_back_item(const qnn_pool2d_shape *s, const float *restrict dyn,
                           float *restrict dxn) {
     const int64_t c = s->c;
@@ -151,13 +200,18 @@ int qnn_pool2d_backward(int kind, const qnn_pool2d_shape *s, const float *x, con
 #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
     for (int64_t n = 0; n < s->n; n++) {
         float *dxn = dx + n * xn_stride;
-        memset(dxn, 0, (size_t)xn_stride * sizeof(float));
         if (kind == QNN_POOL_MAX) {
             char *mine = scratch + per_thread * (size_t)QNN_NN_TID();
             int32_t *idx = (int32_t *)mine;
             float *best = (float *)(mine + (size_t)s->c * sizeof(int32_t));
-            max_back_item(s, x + n * xn_stride, dy + n * yn_stride, dxn, best, idx);
+            if (max_tiles_exactly(s)) {
+                max_back_item_tiled(s, x + n * xn_stride, dy + n * yn_stride, dxn, best, idx);
+            } else {
+                memset(dxn, 0, (size_t)xn_stride * sizeof(float));
+                max_back_item(s, x + n * xn_stride, dy + n * yn_stride, dxn, best, idx);
+            }
         } else {
+            memset(dxn, 0, (size_t)xn_stride * sizeof(float));
             avg_back_item(s, dy + n * yn_stride, dxn);
         }
     }
