@@ -78,6 +78,29 @@ int qnn_pool2d_forward(int kind, const qnn_pool2d_shape *s, const float *x, floa
 
 /* ------------------------------------------------------------------ 2-D backward */
 
+/* Arg-max of the window rows [h0, h1) x cols [w0, w1) per channel, as the offset of its cell from
+ * the first one (first maximum in row-major order); best is scratch. */
+static void window_argmax(const qnn_pool2d_shape *s, const float *restrict xn, int64_t h0,
+                          int64_t h1, int64_t w0, int64_t w1, float *restrict best,
+                          int32_t *restrict idx) {
+    const int64_t c = s->c, first = h0 * s->w + w0;
+    memcpy(best, xn + first * c, (size_t)c * sizeof(float));
+    memset(idx, 0, (size_t)c * sizeof(int32_t));
+    for (int64_t ih = h0; ih < h1; ih++) {
+        for (int64_t iw = (ih == h0 ? w0 + 1 : w0); iw < w1; iw++) {
+            const int32_t off = (int32_t)((ih - h0) * s->w + (iw - w0));
+            const float *restrict xi = xn + (first + off) * c;
+            for (int64_t cc = 0; cc < c; cc++) {
+                /* a bit mask, not `v > b ? off : idx`, which GCC keeps as a branch */
+                const float v = xi[cc], b = best[cc];
+                const int32_t gt = -(int32_t)(v > b);
+                idx[cc] = (off & gt) | (idx[cc] & ~gt);
+                best[cc] = v > b ? v : b;
+            }
+        }
+    }
+}
+
 /* One batch item: windows overlap when stride < pool, so items (not rows) are the unit of
  * threading, and each dx element is accumulated in the same order whatever the thread count.
  * The arg-max is kept as an int32 offset from the window's first cell (same width as the float
@@ -93,21 +116,7 @@ static void max_back_item(const qnn_pool2d_shape *s, const float *restrict xn,
             int64_t w0, w1;
             window(ow, s->sw, s->pl, s->pw, s->w, &w0, &w1);
             const int64_t first = h0 * s->w + w0;
-            memcpy(best, xn + first * c, (size_t)c * sizeof(float));
-            memset(idx, 0, (size_t)c * sizeof(int32_t));
-            for (int64_t ih = h0; ih < h1; ih++) {
-                for (int64_t iw = (ih == h0 ? w0 + 1 : w0); iw < w1; iw++) {
-                    const int32_t off = (int32_t)((ih - h0) * s->w + (iw - w0));
-                    const float *restrict xi = xn + (first + off) * c;
-                    for (int64_t cc = 0; cc < c; cc++) {
-                        /* a bit mask, not `v > b ? off : idx`, which GCC keeps as a branch */
-                        const float v = xi[cc], b = best[cc];
-                        const int32_t gt = -(int32_t)(v > b);
-                        idx[cc] = (off & gt) | (idx[cc] & ~gt);
-                        best[cc] = v > b ? v : b;
-                    }
-                }
-            }
+            window_argmax(s, xn, h0, h1, w0, w1, best, idx);
             const float *restrict g = dyn + (oh * s->wo + ow) * c;
             float *restrict d0 = dxn + first * c;
             for (int64_t cc = 0; cc < c; cc++) d0[(int64_t)idx[cc] * c + cc] += g[cc];
@@ -130,20 +139,7 @@ static void max_back_item_tiled(const qnn_pool2d_shape *s, const float *restrict
     for (int64_t oh = 0; oh < s->ho; oh++) {
         for (int64_t ow = 0; ow < s->wo; ow++) {
             const int64_t h0 = oh * s->sh, w0 = ow * s->sw, first = h0 * s->w + w0;
-            memcpy(best, xn + first * c, (size_t)c * sizeof(float));
-            memset(idx, 0, (size_t)c * sizeof(int32_t));
-            for (int64_t ih = h0; ih < h0 + s->ph; ih++) {
-                for (int64_t iw = (ih == h0 ? w0 + 1 : w0); iw < w0 + s->pw; iw++) {
-                    const int32_t off = (int32_t)((ih - h0) * s->w + (iw - w0));
-                    const float *restrict xi = xn + (first + off) * c;
-                    for (int64_t cc = 0; cc < c; cc++) {
-                        const float v = xi[cc], b = best[cc];
-                        const int32_t gt = -(int32_t)(v > b);
-                        idx[cc] = (off & gt) | (idx[cc] & ~gt);
-                        best[cc] = v > b ? v : b;
-                    }
-                }
-            }
+            window_argmax(s, xn, h0, h0 + s->ph, w0, w0 + s->pw, best, idx);
             const float *restrict g = dyn + (oh * s->wo + ow) * c;
             for (int64_t ih = h0; ih < h0 + s->ph; ih++) {
                 for (int64_t iw = w0; iw < w0 + s->pw; iw++) {
