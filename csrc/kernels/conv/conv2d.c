@@ -29,72 +29,63 @@ typedef struct patch_ctx {
     size_t g;
 } patch_ctx;
 
-/* Forward orientation: rows are pixels, so each (pixel, kh, kw) is a contiguous Cg run of x,
- * copied straight into the packed row. */
+/* Columns [c0, c0+len) of the patch row of output pixel (n, oh, ow), column c = (kh*KW + kw)*Cg
+ * + ci, into d: each (kh, kw) tap is a contiguous Cg run of x, copied whole (zeros where the tap
+ * falls in the padding). */
+static void patch_row(const patch_ctx *ctx, size_t n, size_t oh, size_t ow, size_t c0, size_t len,
+                      float *d) {
+    const qnn_conv2d_shape *s = ctx->s;
+    const size_t Cg = s->C / s->groups;
+    const idx ih0 = (idx)(oh * s->sh) - (idx)s->pt, iw0 = (idx)(ow * s->sw) - (idx)s->pl;
+    const float *xn = ctx->x + n * s->H * s->W * s->C + ctx->g * Cg;
+    size_t khw = c0 / Cg, ci = c0 % Cg, k = 0;
+    while (k < len) {
+        const size_t seg = min_sz(Cg - ci, len - k);
+        const idx ih = ih0 + (idx)((khw / s->KW) * s->dh), iw = iw0 + (idx)((khw % s->KW) * s->dw);
+        if (ih >= 0 && ih < (idx)s->H && iw >= 0 && iw < (idx)s->W) {
+            const float *src = xn + ((size_t)ih * s->W + (size_t)iw) * s->C + ci;
+            if (seg == 1) d[k] = *src;
+            else memcpy(d + k, src, seg * sizeof(float));
+        } else {
+            memset(d + k, 0, seg * sizeof(float));
+        }
+        k += seg;
+        ci = 0;
+        khw++;
+    }
+}
+
+/* Advances an output-pixel position (n, oh, ow) by one pixel in row-major order. */
+static void next_pixel(const qnn_conv2d_shape *s, size_t *n, size_t *oh, size_t *ow) {
+    if (++*ow == s->WO) {
+        *ow = 0;
+        if (++*oh == s->HO) { *oh = 0; ++*n; }
+    }
+}
+
+/* Forward orientation: the A operand, rows are pixels [i0, i0+m), columns [k0, k0+kc). */
 static void pack_patches(const void *vctx, size_t i0, size_t m, size_t k0, size_t kc, size_t mr,
                          float *dst) {
     const patch_ctx *ctx = vctx;
     const qnn_conv2d_shape *s = ctx->s;
-    const size_t Cg = s->C / s->groups, ld = QNN_SGEMM_KC;
-    const size_t msl = (m + mr - 1) / mr * mr;
-    size_t p = i0, ow = p % s->WO, oh = (p / s->WO) % s->HO, n = p / (s->WO * s->HO);
-    for (size_t i = 0; i < m; i++) {
-        float *d = dst + i * ld;
-        const idx ih0 = (idx)(oh * s->sh) - (idx)s->pt, iw0 = (idx)(ow * s->sw) - (idx)s->pl;
-        const float *xn = ctx->x + n * s->H * s->W * s->C + ctx->g * Cg;
-        size_t khw = k0 / Cg, ci = k0 % Cg, k = 0;
-        while (k < kc) {
-            const size_t seg = min_sz(Cg - ci, kc - k);
-            const idx ih = ih0 + (idx)((khw / s->KW) * s->dh), iw = iw0 + (idx)((khw % s->KW) * s->dw);
-            if (ih >= 0 && ih < (idx)s->H && iw >= 0 && iw < (idx)s->W) {
-                const float *src = xn + ((size_t)ih * s->W + (size_t)iw) * s->C + ci;
-                if (seg == 1) d[k] = *src;
-                else memcpy(d + k, src, seg * sizeof(float));
-            } else {
-                memset(d + k, 0, seg * sizeof(float));
-            }
-            k += seg;
-            ci = 0;
-            khw++;
-        }
-        if (++ow == s->WO) {
-            ow = 0;
-            if (++oh == s->HO) { oh = 0; n++; }
-        }
-    }
+    const size_t ld = QNN_SGEMM_KC, msl = (m + mr - 1) / mr * mr;
+    size_t ow = i0 % s->WO, oh = (i0 / s->WO) % s->HO, n = i0 / (s->WO * s->HO);
+    for (size_t i = 0; i < m; i++, next_pixel(s, &n, &oh, &ow))
+        patch_row(ctx, n, oh, ow, k0, kc, dst + i * ld);
     for (size_t i = m; i < msl; i++) memset(dst + i * ld, 0, kc * sizeof(float));
 }
 
 /* Filter-gradient orientation: the patch matrix as the B operand of dW^T = dy^T @ patches
- * (rows are pixels, columns r = (kh, kw, ci)), so each packed row is again a few contiguous Cg
- * runs of x. */
+ * (K rows are pixels [k0, k0+kc), columns [j0, j0+nn) of the patch row, padded to nr). */
 static void pack_patches_b(const void *vctx, size_t k0, size_t kc, size_t j0, size_t nn,
                            size_t nr, float *dst) {
     const patch_ctx *ctx = vctx;
     const qnn_conv2d_shape *s = ctx->s;
-    const size_t Cg = s->C / s->groups;
-    size_t p = k0, ow = p % s->WO, oh = (p / s->WO) % s->HO, n = p / (s->WO * s->HO);
-    for (size_t k = 0; k < kc; k++) {
+    size_t ow = k0 % s->WO, oh = (k0 / s->WO) % s->HO, n = k0 / (s->WO * s->HO);
+    for (size_t k = 0; k < kc; k++, next_pixel(s, &n, &oh, &ow)) {
         float *d = dst + k * nr;
-        const idx ih0 = (idx)(oh * s->sh) - (idx)s->pt, iw0 = (idx)(ow * s->sw) - (idx)s->pl;
-        const float *xn = ctx->x + n * s->H * s->W * s->C + ctx->g * Cg;
-        size_t khw = j0 / Cg, ci = j0 % Cg, j = 0;
-        while (j < nn) {
-            const size_t seg = min_sz(Cg - ci, nn - j);
-            const idx ih = ih0 + (idx)((khw / s->KW) * s->dh), iw = iw0 + (idx)((khw % s->KW) * s->dw);
-            if (ih >= 0 && ih < (idx)s->H && iw >= 0 && iw < (idx)s->W)
-                memcpy(d + j, xn + ((size_t)ih * s->W + (size_t)iw) * s->C + ci, seg * sizeof(float));
-            else
-                memset(d + j, 0, seg * sizeof(float));
-            j += seg;
-            ci = 0;
-            khw++;
-        }
-        for (; j < nr; j++) d[j] = 0.0f;
-        if (++ow == s->WO) {
-            ow = 0;
-            if (++oh == s->HO) { oh = 0; n++; }
-        }
+        patch_row(ctx, n, oh, ow, j0, nn, d);
+        for (size_t j = nn; j < nr; j++) d[j] = 0.0f;
     }
 }
 
@@ -174,6 +165,14 @@ static void dw_forward(const qnn_conv2d_shape *s, const float *x, const float *w
     }
 }
 
+/* The output index that tap k of a stride-st, dilation-d, pad-pad convolution reads input
+ * index i from, or -1 when that tap does not reach i. */
+static idx tap_source(size_t i, size_t pad, size_t k, size_t d, size_t st, size_t out) {
+    const idx t = (idx)(i + pad) - (idx)(k * d);
+    if (t < 0 || t % (idx)st || (size_t)t / st >= out) return -1;
+    return t / (idx)st;
+}
+
 /* dx as a gather over the (kh, kw) taps that reach each input pixel: rows of dx are independent. */
 static void dw_backward_input(const qnn_conv2d_shape *s, const float *dy, const float *w,
                               float *dx) {
@@ -187,15 +186,13 @@ static void dw_backward_input(const qnn_conv2d_shape *s, const float *dy, const 
             float *d = dx + ((size_t)r * s->W + iw) * C;
             for (size_t c = 0; c < C; c++) d[c] = 0.0f;
             for (size_t kh = 0; kh < s->KH; kh++) {
-                const idx th = (idx)(ih + s->pt) - (idx)(kh * s->dh);
-                if (th < 0 || th % (idx)s->sh) continue;
-                const size_t oh = (size_t)th / s->sh;
-                if (oh >= s->HO) continue;
+                const idx oht = tap_source(ih, s->pt, kh, s->dh, s->sh, s->HO);
+                if (oht < 0) continue;
+                const size_t oh = (size_t)oht;
                 for (size_t kw = 0; kw < s->KW; kw++) {
-                    const idx tw = (idx)(iw + s->pl) - (idx)(kw * s->dw);
-                    if (tw < 0 || tw % (idx)s->sw) continue;
-                    const size_t ow = (size_t)tw / s->sw;
-                    if (ow >= s->WO) continue;
+                    const idx owt = tap_source(iw, s->pl, kw, s->dw, s->sw, s->WO);
+                    if (owt < 0) continue;
+                    const size_t ow = (size_t)owt;
                     const float *g = dy + ((n * s->HO + oh) * s->WO + ow) * CO;
                     const float *wp = w + (kh * s->KW + kw) * CO;
                     if (dm == 1) {
@@ -287,15 +284,13 @@ static void col2im_gather(const qnn_conv2d_shape *s, size_t g, size_t n0, size_t
             float *d = dx + (((n0 + nl) * s->H + ih) * s->W + iw) * s->C + g * Cg;
             for (size_t c = 0; c < Cg; c++) d[c] = 0.0f;
             for (size_t kh = 0; kh < s->KH; kh++) {
-                const idx th = (idx)(ih + s->pt) - (idx)(kh * s->dh);
-                if (th < 0 || th % (idx)s->sh) continue;
-                const size_t oh = (size_t)th / s->sh;
-                if (oh >= s->HO) continue;
+                const idx oht = tap_source(ih, s->pt, kh, s->dh, s->sh, s->HO);
+                if (oht < 0) continue;
+                const size_t oh = (size_t)oht;
                 for (size_t kw = 0; kw < s->KW; kw++) {
-                    const idx tw = (idx)(iw + s->pl) - (idx)(kw * s->dw);
-                    if (tw < 0 || tw % (idx)s->sw) continue;
-                    const size_t ow = (size_t)tw / s->sw;
-                    if (ow >= s->WO) continue;
+                    const idx owt = tap_source(iw, s->pl, kw, s->dw, s->sw, s->WO);
+                    if (owt < 0) continue;
+                    const size_t ow = (size_t)owt;
                     const float *src =
                         dcol + ((nl * s->HO + oh) * s->WO + ow) * ldcol + (kh * s->KW + kw) * Cg;
                     for (size_t c = 0; c < Cg; c++) d[c] += src[c];
