@@ -247,25 +247,18 @@ int qnn_bn_apply_act(size_t m, size_t c, const float *x, const float *mean, cons
     if (!coef) return QNN_NN_ENOMEM;
     bn_affine(c, mean, inv_std, gamma, beta, coef, coef + c);
     const int nt = qnn_nn_threads((double)m * (double)c);
-    int rc = QNN_NN_OK;
-#pragma omp parallel num_threads(nt) if (nt > 1)
-    {
-        float *z = malloc(rb * c * sizeof(float));
-        if (!z) {
-#pragma omp atomic write
-            rc = QNN_NN_ENOMEM;
-        }
-#pragma omp for schedule(static)
-        for (size_t b = 0; b < nblk; b++) {
-            if (!z) continue;
-            const size_t r0 = b * rb, r1 = r0 + rb < m ? r0 + rb : m;
-            affine_rows(c, x, coef, coef + c, r0, r1, z);
-            act_forward(act, z, y + r0 * c, r0 * c, (r1 - r0) * c);
-        }
-        free(z);
+    float *zs = malloc((size_t)nt * rb * c * sizeof(float)); /* one z block per thread */
+    if (!zs) { free(coef); return QNN_NN_ENOMEM; }
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+    for (size_t b = 0; b < nblk; b++) {
+        float *z = zs + (size_t)QNN_NN_TID() * rb * c;
+        const size_t r0 = b * rb, r1 = r0 + rb < m ? r0 + rb : m;
+        affine_rows(c, x, coef, coef + c, r0, r1, z);
+        act_forward(act, z, y + r0 * c, r0 * c, (r1 - r0) * c);
     }
+    free(zs);
     free(coef);
-    return rc;
+    return QNN_NN_OK;
 }
 
 int qnn_bn_backward_act(size_t m, size_t c, const float *dy, const float *x, const float *gamma,
@@ -281,66 +274,46 @@ int qnn_bn_backward_act(size_t m, size_t c, const float *dy, const float *x, con
     bn_affine(c, mean, inv_std, gamma, beta, scale, shift);
     const int nt = qnn_nn_threads((double)m * (double)c);
     const int keep = act->kind == QNN_BN_ACT_QUANT;
-    int rc = QNN_NN_OK;
+    float *zs = malloc((size_t)nt * 2 * rb * c * sizeof(float)); /* z and dz blocks per thread */
+    if (!zs) { free(part); free(coef); return QNN_NN_ENOMEM; }
 
     /* Pass 1: the sums of qnn_bn_backward over dz, chunk by chunk in the same row order. */
-#pragma omp parallel num_threads(nt) if (nt > 1)
-    {
-        float *z = malloc(2 * rb * c * sizeof(float));
-        if (!z) {
-#pragma omp atomic write
-            rc = QNN_NN_ENOMEM;
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+    for (size_t j = 0; j < K; j++) {
+        float *z = zs + (size_t)QNN_NN_TID() * 2 * rb * c, *dz = z + rb * c;
+        double *a = part + j * c, *b = part2 + j * c;
+        for (size_t cc = 0; cc < c; cc++) a[cc] = b[cc] = 0.0;
+        const size_t ce = chunk_start(m, K, j + 1);
+        for (size_t r0 = chunk_start(m, K, j); r0 < ce; r0 += rb) {
+            const size_t r1 = r0 + rb < ce ? r0 + rb : ce;
+            /* Quantizer STEs (tanh surrogates, clip masks with scales) cost more than a store:
+             * keep dz in dx for pass 2. relu's mask is cheaper to recompute. */
+            float *dzb = keep ? dx + r0 * c : dz;
+            affine_rows(c, x, scale, shift, r0, r1, z);
+            act_backward(act, z, dy + r0 * c, dzb, r0 * c, (r1 - r0) * c);
+            grad_sums(c, x, dzb, mean, r0, r1, a, b);
         }
-#pragma omp for schedule(static)
-        for (size_t j = 0; j < K; j++) {
-            if (!z) continue;
-            double *a = part + j * c, *b = part2 + j * c;
-            float *dz = z + rb * c;
-            for (size_t cc = 0; cc < c; cc++) a[cc] = b[cc] = 0.0;
-            const size_t ce = chunk_start(m, K, j + 1);
-            for (size_t r0 = chunk_start(m, K, j); r0 < ce; r0 += rb) {
-                const size_t r1 = r0 + rb < ce ? r0 + rb : ce;
-                /* Quantizer STEs (tanh surrogates, clip masks with scales) cost more than a
-                 * store: keep dz in dx for pass 2. relu's mask is cheaper to recompute. */
-                float *dzb = keep ? dx + r0 * c : dz;
-                affine_rows(c, x, scale, shift, r0, r1, z);
-                act_backward(act, z, dy + r0 * c, dzb, r0 * c, (r1 - r0) * c);
-                grad_sums(c, x, dzb, mean, r0, r1, a, b);
-            }
-        }
-        free(z);
     }
-    if (rc) { free(part); free(coef); return rc; }
     reduce_chunks(K, c, part, sdy);
     reduce_chunks(K, c, part2, sdyx);
-
     grad_coefs(m, c, sdy, sdyx, inv_std, gamma, coef, dgamma, dbeta);
     free(part);
 
-    /* Pass 2: dx from dz, recomputed block by block. */
+    /* Pass 2: dx from dz, recomputed block by block (or read back from dx). */
     const size_t nblk = (m + rb - 1) / rb;
-#pragma omp parallel num_threads(nt) if (nt > 1)
-    {
-        float *z = malloc(2 * rb * c * sizeof(float));
-        if (!z) {
-#pragma omp atomic write
-            rc = QNN_NN_ENOMEM;
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+    for (size_t bk = 0; bk < nblk; bk++) {
+        float *z = zs + (size_t)QNN_NN_TID() * 2 * rb * c, *dz = z + rb * c;
+        const size_t r0 = bk * rb, r1 = r0 + rb < m ? r0 + rb : m;
+        const float *dzb = dx + r0 * c;
+        if (!keep) {
+            affine_rows(c, x, scale, shift, r0, r1, z);
+            act_backward(act, z, dy + r0 * c, dz, r0 * c, (r1 - r0) * c);
+            dzb = dz;
         }
-#pragma omp for schedule(static)
-        for (size_t bk = 0; bk < nblk; bk++) {
-            if (!z) continue;
-            float *dz = z + rb * c;
-            const size_t r0 = bk * rb, r1 = r0 + rb < m ? r0 + rb : m;
-            const float *dzb = dx + r0 * c;
-            if (!keep) {
-                affine_rows(c, x, scale, shift, r0, r1, z);
-                act_backward(act, z, dy + r0 * c, dz, r0 * c, (r1 - r0) * c);
-                dzb = dz;
-            }
-            grad_rows(c, x, dzb, mean, coef, r0, r1, dx);
-        }
-        free(z);
+        grad_rows(c, x, dzb, mean, coef, r0, r1, dx);
     }
+    free(zs);
     free(coef);
-    return rc;
+    return QNN_NN_OK;
 }
