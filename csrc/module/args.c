@@ -88,3 +88,18 @@ void qnn_raise_status(const char *who, int status) {
     if (status == QNN_ENOMEM) PyErr_Format(PyExc_MemoryError, "%s: out of memory in kernel", who);
     else PyErr_Format(PyExc_ValueError, "%s: invalid kernel arguments (status %d)", who, status);
 }
+
+int qnn_check_shape(const char *who, const char *arg, PyArrayObject *a, int nd,
+                       const npy_intp *dims, const char *what) {
+    int ok = PyArray_NDIM(a) == nd;
+    for (int i = 0; ok && i < nd; i++) ok = PyArray_DIM(a, i) == dims[i];
+    if (ok) return 0;
+    char want[160], got[160];
+    size_t pos = (size_t)snprintf(want, sizeof want, "(");
+    for (int i = 0; i < nd && pos < sizeof want; i++)
+        pos += (size_t)snprintf(want + pos, sizeof want - pos, i ? ", %zd" : "%zd", (Py_ssize_t)dims[i]);
+    if (pos < sizeof want) snprintf(want + pos, sizeof want - pos, nd == 1 ? ",)" : ")");
+    qnn_shape_str(a, got, sizeof got);
+    PyErr_Format(PyExc_ValueError, "%s: %s must have shape %s%s, got %s", who, arg, want, what, got);
+    return -1;
+}

@@ -19,6 +19,10 @@ PyArrayObject *qnn_arg_out(const char *who, const char *arg, PyObject *out, PyAr
                            PyArrayObject *const *inputs, int n_inputs);
 /* Describe a shape as "(2, 3)" into buf. */
 void qnn_shape_str(PyArrayObject *a, char *buf, size_t len);
+/* 0 if `a` has shape (nd, dims), else -1 with "<who>: <arg> must have shape (...)<what>, got
+ * (...)" raised; `what` says where the expected shape comes from ("" for nothing). */
+int qnn_check_shape(const char *who, const char *arg, PyArrayObject *a, int nd,
+                    const npy_intp *dims, const char *what);
 int qnn_arrays_overlap(PyArrayObject *a, PyArrayObject *b);
 /* Reads an optional int/float field of a params dict (missing -> default). */
 int qnn_dict_int(PyObject *d, const char *key, long long *out, long long dflt);

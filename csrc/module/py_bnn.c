@@ -44,20 +44,6 @@ static PyArrayObject *arg_typed(const char *who, const char *arg, PyObject *obj,
     return a;
 }
 
-static int check_shape(const char *who, const char *arg, PyArrayObject *a, int nd,
-                       const npy_intp *want) {
-    int ok = PyArray_NDIM(a) == nd;
-    for (int i = 0; ok && i < nd; i++) ok = PyArray_DIM(a, i) == want[i];
-    if (ok) return 0;
-    char s1[160], s2[160];
-    size_t pos = (size_t)snprintf(s1, sizeof s1, "(");
-    for (int i = 0; i < nd && pos < sizeof s1; i++)
-        pos += (size_t)snprintf(s1 + pos, sizeof s1 - pos, i ? ", %zd" : "%zd", (Py_ssize_t)want[i]);
-    if (pos < sizeof s1) snprintf(s1 + pos, sizeof s1 - pos, nd == 1 ? ",)" : ")");
-    qnn_shape_str(a, s2, sizeof s2);
-    PyErr_Format(PyExc_ValueError, "%s: %s must have shape %s, got %s", who, arg, s1, s2);
-    return -1;
-}
 
 static int parse_ints(const char *who, const char *arg, PyObject *obj, int n, long long lo,
                       long long hi, long long *v) {
@@ -95,7 +81,7 @@ static PyArrayObject *make_out(const char *who, PyObject *out, int nd, npy_intp 
                                const char *tname, PyArrayObject *const *ins, int n_ins) {
     if (out == Py_None) return (PyArrayObject *)PyArray_SimpleNew(nd, dims, type);
     PyArrayObject *o = arg_typed(who, "out", out, type, tname, nd);
-    if (!o || check_shape(who, "out", o, nd, dims)) return NULL;
+    if (!o || qnn_check_shape(who, "out", o, nd, dims, "")) return NULL;
     if (!PyArray_ISWRITEABLE(o)) {
         PyErr_Format(PyExc_ValueError, "%s: out must be writeable", who);
         return NULL;
@@ -269,19 +255,19 @@ static PyObject *py_bnn_conv2d(PyObject *self, PyObject *args, PyObject *kw) {
     if (ternary) {
         npy_intp wd[4] = {(npy_intp)((CO + QNN_BNN_NR - 1) / QNN_BNN_NR), (npy_intp)Kelems, 2, QNN_BNN_NR};
         w = arg_typed(who, "w", wo, NPY_UINT64, "uint64", 4);
-        if (!w || check_shape(who, "w", w, 4, wd)) return NULL;
+        if (!w || qnn_check_shape(who, "w", w, 4, wd, "")) return NULL;
     } else if (binary) {
         npy_intp wd[3] = {(npy_intp)((CO + QNN_BNN_NR - 1) / QNN_BNN_NR), (npy_intp)Kelems, QNN_BNN_NR};
         w = arg_typed(who, "w", wo, NPY_UINT64, "uint64", 3);
-        if (!w || check_shape(who, "w", w, 3, wd)) return NULL;
+        if (!w || qnn_check_shape(who, "w", w, 3, wd, "")) return NULL;
     } else {
         npy_intp wd[4] = {(npy_intp)((CO + QNN_INT8_NR - 1) / QNN_INT8_NR), (npy_intp)Kelems, QNN_INT8_NR, 4};
         w = arg_typed(who, "w", wo, NPY_INT8, "int8", 4);
-        if (!w || check_shape(who, "w", w, 4, wd)) return NULL;
+        if (!w || qnn_check_shape(who, "w", w, 4, wd, "")) return NULL;
     }
     npy_intp cod[1] = {(npy_intp)CO};
     PyArrayObject *ib = arg_typed(who, "ibias", ibo, NPY_INT32, "int32", 1);
-    if (!ib || check_shape(who, "ibias", ib, 1, cod)) return NULL;
+    if (!ib || qnn_check_shape(who, "ibias", ib, 1, cod, "")) return NULL;
     const int32_t *ibv = PyArray_DATA(ib);
     for (long long c = 0; c < CO; c++)
         if (ibv[c] > (1 << 30) || ibv[c] < -(1 << 30)) {
@@ -292,7 +278,7 @@ static PyObject *py_bnn_conv2d(PyObject *self, PyObject *args, PyObject *kw) {
     if (binary && !tt) {
         npy_intp sd[2] = {(npy_intp)taps, (npy_intp)CO};
         wsum = arg_typed(who, "wsum", wsumo, NPY_INT32, "int32", 2);
-        if (!wsum || check_shape(who, "wsum", wsum, 2, sd)) return NULL;
+        if (!wsum || qnn_check_shape(who, "wsum", wsum, 2, sd, "")) return NULL;
         const int32_t *v = PyArray_DATA(wsum);
         for (size_t i = 0; i < (size_t)taps * (size_t)CO; i++)
             if (v[i] > cin || v[i] < -cin) {
@@ -307,7 +293,7 @@ static PyObject *py_bnn_conv2d(PyObject *self, PyObject *args, PyObject *kw) {
     qnn_epilogue e = {emode, imul, ibv, NULL, NULL, NULL, NULL, 0, (size_t)CO, code_mul};
     if (emode == QNN_EPI_FLOAT) {
         PyArrayObject *mu = qnn_arg_f32(who, "mul", mulo), *ad = mu ? qnn_arg_f32(who, "add", addo) : NULL;
-        if (!ad || check_shape(who, "mul", mu, 1, cod) || check_shape(who, "add", ad, 1, cod)) return NULL;
+        if (!ad || qnn_check_shape(who, "mul", mu, 1, cod, "") || qnn_check_shape(who, "add", ad, 1, cod, "")) return NULL;
         e.mul = PyArray_DATA(mu);
         e.add = PyArray_DATA(ad);
     } else {
@@ -323,7 +309,7 @@ static PyObject *py_bnn_conv2d(PyObject *self, PyObject *args, PyObject *kw) {
         }
         npy_intp td[2] = {nthr, (npy_intp)CO};
         PyArrayObject *di = arg_typed(who, "dir", diro, NPY_INT8, "int8", 1);
-        if (check_shape(who, "thr", th, 2, td) || !di || check_shape(who, "dir", di, 1, cod)) return NULL;
+        if (qnn_check_shape(who, "thr", th, 2, td, "") || !di || qnn_check_shape(who, "dir", di, 1, cod, "")) return NULL;
         if (emode == QNN_EPI_CODES && (code_mul < 1 || (long long)code_mul * nthr > 255)) {
             PyErr_Format(PyExc_ValueError, "%s: code_mul * (levels - 1) must be in [1, 255], got %d * %zd",
                          who, code_mul, (Py_ssize_t)nthr);
@@ -502,7 +488,7 @@ static PyObject *py_bnn_fthresh_pool(PyObject *self, PyObject *args, PyObject *k
         return NULL;
     }
     PyArrayObject *di = arg_typed(who, "dir", dio, NPY_INT8, "int8", 1);
-    if (check_shape(who, "thr", th, 2, td) || !di || check_shape(who, "dir", di, 1, cd)) return NULL;
+    if (qnn_check_shape(who, "thr", th, 2, td, "") || !di || qnn_check_shape(who, "dir", di, 1, cd, "")) return NULL;
     if (!bits && (code_mul < 1 || (long long)code_mul * nthr > 255)) {
         PyErr_Format(PyExc_ValueError, "%s: code_mul * (levels - 1) must be in [1, 255], got %d * %zd",
                      who, code_mul, (Py_ssize_t)nthr);

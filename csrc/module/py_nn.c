@@ -68,25 +68,10 @@ static PyArrayObject *f32_ndim(const char *who, const char *arg, PyObject *obj, 
     return a;
 }
 
-/* `a` must have shape (nd, dims); `what` says where the expected shape comes from. */
-static int check_shape(const char *who, const char *arg, PyArrayObject *a, int nd,
-                       const npy_intp *dims, const char *what) {
-    int ok = PyArray_NDIM(a) == nd;
-    for (int i = 0; ok && i < nd; i++) ok = PyArray_DIM(a, i) == dims[i];
-    if (ok) return 0;
-    char want[160], got[160];
-    size_t pos = (size_t)snprintf(want, sizeof want, "(");
-    for (int i = 0; i < nd && pos < sizeof want; i++)
-        pos += (size_t)snprintf(want + pos, sizeof want - pos, i ? ", %zd" : "%zd", (Py_ssize_t)dims[i]);
-    if (pos < sizeof want) snprintf(want + pos, sizeof want - pos, nd == 1 ? ",)" : ")");
-    qnn_shape_str(a, got, sizeof got);
-    PyErr_Format(PyExc_ValueError, "%s: %s must have shape %s%s, got %s", who, arg, want, what, got);
-    return -1;
-}
 
 static int same_shape(const char *who, const char *arg, PyArrayObject *a, PyArrayObject *like,
                       const char *what) {
-    return check_shape(who, arg, a, PyArray_NDIM(like), PyArray_DIMS(like), what);
+    return qnn_check_shape(who, arg, a, PyArray_NDIM(like), PyArray_DIMS(like), what);
 }
 
 /* Optional per-channel float32 vector of length c (None -> NULL, *err stays 0). */
@@ -94,7 +79,7 @@ static PyArrayObject *opt_channel_vec(const char *who, const char *arg, PyObject
                                       npy_intp c, int *err) {
     if (obj == NULL || obj == Py_None) return NULL;
     PyArrayObject *a = qnn_arg_f32(who, arg, obj);
-    if (!a || check_shape(who, arg, a, 1, &c, " (channels)")) { *err = 1; return NULL; }
+    if (!a || qnn_check_shape(who, arg, a, 1, &c, " (channels)")) { *err = 1; return NULL; }
     return a;
 }
 
@@ -223,7 +208,7 @@ static PyObject *py_pool2d_backward(PyObject *self, PyObject *args, PyObject *kw
     qnn_pool2d_shape s;
     if (!dy || pool2d_setup(who, x, po, so, pado, &s)) return NULL;
     npy_intp ydims[4] = {(npy_intp)s.n, (npy_intp)s.ho, (npy_intp)s.wo, (npy_intp)s.c};
-    if (check_shape(who, "dy", dy, 4, ydims, " (the forward output)")) return NULL;
+    if (qnn_check_shape(who, "dy", dy, 4, ydims, " (the forward output)")) return NULL;
     PyArrayObject *ins[2] = {x, dy};
     PyArrayObject *dx = qnn_arg_out(who, "out", out, x, ins, 2);
     if (!dx) return NULL;
@@ -295,7 +280,7 @@ static PyObject *py_global_pool2d_backward(PyObject *self, PyObject *args, PyObj
     PyArrayObject *dy = qnn_arg_f32(who, "dy", dyo);
     if (!dy) return NULL;
     npy_intp ydims[2] = {PyArray_DIM(x, 0), PyArray_DIM(x, 3)};
-    if (check_shape(who, "dy", dy, 2, ydims, " (the forward output)")) return NULL;
+    if (qnn_check_shape(who, "dy", dy, 2, ydims, " (the forward output)")) return NULL;
     PyArrayObject *ins[2] = {x, dy};
     PyArrayObject *dx = qnn_arg_out(who, "out", out, x, ins, 2);
     if (!dx) return NULL;
@@ -522,7 +507,7 @@ static PyObject *py_softmax_cross_entropy(PyObject *self, PyObject *args, PyObje
             PyErr_Format(PyExc_ValueError, "%s: labels must be C-contiguous and aligned", who);
             return NULL;
         }
-        if (check_shape(who, "labels", lab, 1, &N, " (one class index per logits row)"))
+        if (qnn_check_shape(who, "labels", lab, 1, &N, " (one class index per logits row)"))
             return NULL;
         for (npy_intp i = 0; i < N; i++) {
             const long long v = is_int32 ? (long long)((const int32_t *)PyArray_DATA(lab))[i]
