@@ -16,6 +16,8 @@ import math
 
 import numpy as np
 
+from . import _core
+
 __all__ = ["Optimizer", "SGD", "Adam", "RMSprop", "schedules", "get", "serialize", "deserialize"]
 
 _F32 = np.float32
@@ -335,6 +337,9 @@ class Optimizer:
         idx = [self._slot_index(v) for _, v in pairs]
         self._apply_pending()
         for g, (_, v), i in zip(grads, pairs, idx):
+            # the kernels update w in place and read g: g must be contiguous and apart from w
+            if not g.flags.c_contiguous or np.may_share_memory(g, v.value):
+                g = np.array(g, dtype=np.float32, order="C")
             self._update(v.value, g, self._slots[i], lr, t)
         for _, v in pairs:
             v.apply_constraint()
@@ -390,17 +395,8 @@ class SGD(Optimizer):
         self._slot_names = ("momentum",) if self.momentum > 0 else ()
 
     def _update(self, w, g, slots, lr, t):
-        if not self._slot_names:
-            w -= lr * g
-            return
-        m = _F32(self.momentum)
-        v = slots[0]
-        v *= m
-        v -= lr * g
-        if self.nesterov:
-            w += m * v - lr * g
-        else:
-            w += v
+        _core.sgd_update(self.name, w, g, slots[0] if slots else None, lr, self.momentum,
+                         self.nesterov)
 
     def get_config(self):
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
@@ -428,15 +424,8 @@ class Adam(Optimizer):
     def _update(self, w, g, slots, lr, t):
         b1, b2 = _F32(self.beta_1), _F32(self.beta_2)
         lr_t = lr * (np.sqrt(_F32(1) - b2 ** _F32(t)) / (_F32(1) - b1 ** _F32(t)))
-        m, v = slots[0], slots[1]
-        m *= b1
-        m += (_F32(1) - b1) * g
-        v *= b2
-        v += (_F32(1) - b2) * (g * g)
-        if self.amsgrad:
-            np.maximum(slots[2], v, out=slots[2])
-            v = slots[2]
-        w -= lr_t * m / (np.sqrt(v) + _F32(self.epsilon))
+        _core.adam_update(self.name, w, g, slots[0], slots[1], slots[2] if self.amsgrad else None,
+                          float(_F32(lr_t)), self.beta_1, self.beta_2, self.epsilon)
 
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
@@ -467,23 +456,10 @@ class RMSprop(Optimizer):
         self._slot_names = tuple(names)
 
     def _update(self, w, g, slots, lr, t):
-        rho, eps = _F32(self.rho), _F32(self.epsilon)
-        ms = slots[0]
-        ms *= rho
-        ms += (_F32(1) - rho) * (g * g)
-        denom = ms
-        if self.centered:
-            mg = slots[-1]
-            mg *= rho
-            mg += (_F32(1) - rho) * g
-            denom = ms - mg * mg
-        if self.momentum > 0:
-            mom = slots[1]
-            mom *= _F32(self.momentum)
-            mom += lr * g / np.sqrt(denom + eps)
-            w -= mom
-        else:
-            w -= lr * g / (np.sqrt(denom) + eps)
+        _core.rmsprop_update(self.name, w, g, slots[0],
+                             slots[1] if self.momentum > 0 else None,
+                             slots[-1] if self.centered else None,
+                             lr, self.rho, self.momentum, self.epsilon)
 
     def get_config(self):
         return {**super().get_config(), "rho": self.rho, "momentum": self.momentum,

@@ -9,10 +9,11 @@
 
 #include "module/py_quant.h"
 
-/* Method tables of the other kernel families (py_gemm.c, py_nn.c, py_bnn.c), added at init. */
+/* Method tables of the other kernel families (py_gemm.c, py_nn.c, py_bnn.c, py_optim.c), added at init. */
 extern PyMethodDef qnn_gemm_methods[];
 extern PyMethodDef qnn_nn_methods[];
 extern PyMethodDef qnn_bnn_methods[];
+extern PyMethodDef qnn_optim_methods[];
 #include "runtime/cpu.h"
 #include "runtime/dispatch.h"
 #include "runtime/threads.h"
@@ -127,7 +128,8 @@ PyMODINIT_FUNC PyInit__core(void) {
     PyObject *m = PyModule_Create(&moduledef);
     if (!m) return NULL;
     if (PyModule_AddFunctions(m, qnn_gemm_methods) || PyModule_AddFunctions(m, qnn_nn_methods) ||
-        PyModule_AddFunctions(m, qnn_bnn_methods)) {
+        PyModule_AddFunctions(m, qnn_bnn_methods) ||
+        PyModule_AddFunctions(m, qnn_optim_methods)) {
         Py_DECREF(m);
         return NULL;
     }

@@ -92,6 +92,17 @@ int qnn_bn_backward_act(size_t m, size_t c, const float *dy, const float *x, con
 int qnn_softmax_xent(size_t n, size_t k, const float *logits, const int32_t *labels32,
                      const int64_t *labels64, const float *probs, float *loss, float *dlogits);
 
+/* ------------------------------------------------------------------ optimizer updates */
+
+/* In-place Keras 2.x updates of n elements of w from gradient g (see optim.c; formulas in
+ * qnn_ext/optimizers.py). Optional slots are NULL when the optimizer has none. */
+int qnn_sgd_update(size_t n, float *w, const float *g, float *v, float lr, float momentum,
+                   int nesterov);
+int qnn_adam_update(size_t n, float *w, const float *g, float *m, float *v, float *vhat,
+                    float lr_t, float beta_1, float beta_2, float eps);
+int qnn_rmsprop_update(size_t n, float *w, const float *g, float *ms, float *mom, float *mg,
+                       float lr, float rho, float momentum, float eps);
+
 /* ------------------------------------------------------------------ activations */
 
 enum qnn_act_kind {
