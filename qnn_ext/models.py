@@ -152,9 +152,13 @@ class Model(Layer):
     def _bn_act_pairs(self):
         """{id(batch-norm output): activation node} for every BatchNormalization whose output
         feeds exactly one Activation/QActivation and nothing else: in training, the pair runs
-        as one fused kernel (BatchNormalization.call_fused)."""
+        as one fused kernel (BatchNormalization.call_fused). Returns (pairs, pools): pools maps
+        the batch norms whose activation in turn feeds only a MaxPooling2D with strides equal to
+        its pool size to that pool node; the three run as one kernel when the pool needs no
+        padding (BatchNormalization.call_fused_maxpool)."""
         from .layers.core import Activation, QActivation
         from .layers.normalization import BatchNormalization
+        from .layers.pooling import MaxPooling2D
         if getattr(self, "_bn_act_cache", None) is not None and self._bn_act_cache[0] is self._order:
             return self._bn_act_cache[1]
         uses = {}
@@ -162,25 +166,41 @@ class Model(Layer):
             for u in t.inputs:
                 uses.setdefault(id(u), []).append(t)
         outs = {id(t) for t in self._outputs}
-        pairs = {}
+        pairs, pools = {}, {}
         for t in self._order:
             users = uses.get(id(t), [])
             if (type(t.layer) is BatchNormalization and len(users) == 1 and id(t) not in outs
                     and type(users[0].layer) in (Activation, QActivation)
                     and len(users[0].inputs) == 1):
-                pairs[id(t)] = users[0]
-        self._bn_act_cache = (self._order, pairs)
-        return pairs
+                a = users[0]
+                pairs[id(t)] = a
+                # ... and the activation feeds only a max pool whose windows tile its input
+                after = uses.get(id(a), [])
+                if (len(after) == 1 and id(a) not in outs and type(after[0].layer) is MaxPooling2D
+                        and after[0].layer.strides == after[0].layer.pool_size):
+                    pools[id(t)] = after[0]
+        self._bn_act_cache = (self._order, (pairs, pools))
+        return pairs, pools
 
     def call(self, inputs, training=False):
         xs = self._check_inputs(_as_list(inputs))
         values = {id(t): x for t, x in zip(self._inputs, xs)}
-        pairs = self._bn_act_pairs() if training else {}
+        pairs, pools = self._bn_act_pairs() if training else ({}, {})
         self._fused_acts = fused = set()
         for t in self._order:
             if id(t) in fused:  # computed with its batch norm
                 continue
             ins = [values[id(u)] for u in t.inputs]
+            if id(t) in pools:
+                a, p = pairs[id(t)], pools[id(t)]
+                x = ins[0]
+                y = None
+                if x.ndim == 4 and p.layer._pads(x.shape[1], x.shape[2]) == (0, 0, 0, 0):
+                    y = t.layer.call_fused_maxpool(x, a.layer.activation, p.layer.pool_size)
+                if y is not None:
+                    values[id(p)] = y
+                    fused.update((id(a), id(p)))
+                    continue
             if id(t) in pairs:
                 a = pairs[id(t)]
                 y = t.layer.call_fused(ins[0], a.layer.activation)
@@ -207,7 +227,7 @@ class Model(Layer):
             if g is None:
                 g = np.zeros((1,), F32)  # output unused by the loss: no gradient flows
                 continue
-            if id(t) in getattr(self, "_fused_acts", ()):  # its batch norm applies act'
+            if id(t) in getattr(self, "_fused_acts", ()):  # its batch norm applies act' (and pool')
                 t.layer.grads = []
                 gs[id(t.inputs[0])] = g
                 continue

@@ -336,6 +336,14 @@ static int bn_act_arg(const char *who, PyObject *o, npy_intp n, qnn_py_act *pa, 
     return 0;
 }
 
+static int check_eps(const char *who, double eps) {
+    if (eps >= 0.0 && eps <= 1.0e30) return 0;
+    char e[64];
+    snprintf(e, sizeof e, "%.9g", eps);
+    PyErr_Format(PyExc_ValueError, "%s: eps must be a finite float >= 0, got %s", who, e);
+    return -1;
+}
+
 static PyObject *py_batchnorm_forward(PyObject *self, PyObject *args, PyObject *kw) {
     (void)self;
     static char *kwlist[] = {"who", "x", "gamma", "beta", "eps", "training", "mean", "var",
@@ -350,12 +358,7 @@ static PyObject *py_batchnorm_forward(PyObject *self, PyObject *args, PyObject *
     size_t m, c;
     PyArrayObject *x = bn_x(who, "x", xo, &m, &c);
     if (!x) return NULL;
-    if (!(eps >= 0.0 && eps <= 1.0e30)) {
-        char e[64];
-        snprintf(e, sizeof e, "%.9g", eps);
-        PyErr_Format(PyExc_ValueError, "%s: eps must be a finite float >= 0, got %s", who, e);
-        return NULL;
-    }
+    if (check_eps(who, eps)) return NULL;
     int err = 0;
     const npy_intp C = (npy_intp)c;
     PyArrayObject *gamma = opt_channel_vec(who, "gamma", go, C, &err);
@@ -471,6 +474,182 @@ static PyObject *py_batchnorm_backward(PyObject *self, PyObject *args, PyObject 
     return Py_BuildValue("(NNN)", dx, dg, db);
 error:
     Py_DECREF(dx);
+    Py_XDECREF(dg);
+    Py_XDECREF(db);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ batch norm + act + max pool */
+
+/* x (n, h, w, c) and pool (ph, pw) for the fused kernels: windows tile x (strides = pool, no
+ * padding), at most 256 cells (the winner is kept in a byte), at least one window. */
+static PyArrayObject *bnpool_setup(const char *who, PyObject *xo, PyObject *po,
+                                   qnn_bn_pool_shape *s) {
+    PyArrayObject *x = f32_ndim(who, "x", xo, 4, "(batch, height, width, channels)");
+    if (!x) return NULL;
+    long long p[2];
+    if (int_tuple(who, "pool", po, 2, 1, p)) return NULL;
+    if (p[0] * p[1] > 256) {
+        PyErr_Format(PyExc_ValueError, "%s: pool must have at most 256 cells, got %lld x %lld",
+                     who, p[0], p[1]);
+        return NULL;
+    }
+    *s = (qnn_bn_pool_shape){(size_t)PyArray_DIM(x, 0), (size_t)PyArray_DIM(x, 1),
+                             (size_t)PyArray_DIM(x, 2), (size_t)PyArray_DIM(x, 3),
+                             (size_t)p[0], (size_t)p[1], 0, 0};
+    s->ho = s->h / s->ph;
+    s->wo = s->w / s->pw;
+    if (s->ho == 0 || s->wo == 0 || s->c == 0 || s->n == 0) {
+        char sh[160];
+        qnn_shape_str(x, sh, sizeof sh);
+        PyErr_Format(PyExc_ValueError, "%s: x must hold at least one %lld x %lld window in a "
+                     "non-empty batch with channels >= 1, got shape %s", who, p[0], p[1], sh);
+        return NULL;
+    }
+    return x;
+}
+
+/* The act spec's scales must be per channel of the last axis (or one scalar): the backward
+ * applies the quantizer to the pooled tensor, whose flat index keeps only the channel. */
+static int bnpool_act(const char *who, PyObject *ao, PyArrayObject *x, qnn_py_act *pa,
+                      qnn_bn_act *act) {
+    if (bn_act_arg(who, ao, PyArray_SIZE(x), pa, act)) return -1;
+    if (act->kind != QNN_BN_ACT_QUANT) return 0;
+    const size_t c = (size_t)PyArray_DIM(x, 3);
+    const size_t S[2] = {act->sc_f ? act->S_f : 1, act->sc_b ? act->S_b : 1};
+    const size_t in[2] = {act->inner_f, act->inner_b};
+    for (int i = 0; i < 2; i++) {
+        if (S[i] != 1 && !(S[i] == c && in[i] == 1)) {
+            PyErr_Format(PyExc_ValueError, "%s: act scales must be one value or one per channel "
+                         "of the last axis (%zu) to fuse with pooling, got %zu with inner %zu",
+                         who, c, S[i], in[i]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static PyObject *py_batchnorm_act_maxpool_forward(PyObject *self, PyObject *args, PyObject *kw) {
+    (void)self;
+    static char *kwlist[] = {"who", "x", "gamma", "beta", "eps", "act", "pool", NULL};
+    const char *who;
+    PyObject *xo, *go, *bo, *ao, *po;
+    double eps;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "sOOOdOO:batchnorm_act_maxpool_forward", kwlist,
+                                     &who, &xo, &go, &bo, &eps, &ao, &po))
+        return NULL;
+    qnn_bn_pool_shape s;
+    PyArrayObject *x = bnpool_setup(who, xo, po, &s);
+    if (!x || check_eps(who, eps)) return NULL;
+    int err = 0;
+    const npy_intp C = (npy_intp)s.c;
+    PyArrayObject *gamma = opt_channel_vec(who, "gamma", go, C, &err);
+    PyArrayObject *beta = err ? NULL : opt_channel_vec(who, "beta", bo, C, &err);
+    if (err) return NULL;
+    qnn_py_act pa;
+    qnn_bn_act act;
+    if (bnpool_act(who, ao, x, &pa, &act)) return NULL;
+    npy_intp yd[4] = {(npy_intp)s.n, (npy_intp)s.ho, (npy_intp)s.wo, C};
+    PyArrayObject *y = (PyArrayObject *)PyArray_SimpleNew(4, yd, NPY_FLOAT32);
+    PyArrayObject *idx = (PyArrayObject *)PyArray_SimpleNew(4, yd, NPY_UINT8);
+    PyArrayObject *xsel = (PyArrayObject *)PyArray_SimpleNew(4, yd, NPY_FLOAT32);
+    PyArrayObject *bm = (PyArrayObject *)PyArray_SimpleNew(1, (npy_intp *)&C, NPY_FLOAT32);
+    PyArrayObject *bv = (PyArrayObject *)PyArray_SimpleNew(1, (npy_intp *)&C, NPY_FLOAT32);
+    PyArrayObject *is = (PyArrayObject *)PyArray_SimpleNew(1, (npy_intp *)&C, NPY_FLOAT32);
+    int rc;
+    if (!y || !idx || !xsel || !bm || !bv || !is) goto error;
+    const size_t m = s.n * s.h * s.w;
+    Py_BEGIN_ALLOW_THREADS
+    rc = qnn_bn_stats(m, s.c, PyArray_DATA(x), (float)eps, PyArray_DATA(bm), PyArray_DATA(bv),
+                      PyArray_DATA(is));
+    if (!rc)
+        rc = qnn_bn_act_maxpool_forward(&s, PyArray_DATA(x), PyArray_DATA(bm), PyArray_DATA(is),
+                                        gamma ? PyArray_DATA(gamma) : NULL,
+                                        beta ? PyArray_DATA(beta) : NULL, &act, PyArray_DATA(y),
+                                        PyArray_DATA(idx), PyArray_DATA(xsel));
+    Py_END_ALLOW_THREADS
+    if (rc) { raise_status(who, rc); goto error; }
+    return Py_BuildValue("(NNNNNN)", y, bm, bv, is, idx, xsel);
+error:
+    Py_XDECREF(y);
+    Py_XDECREF(idx);
+    Py_XDECREF(xsel);
+    Py_XDECREF(bm);
+    Py_XDECREF(bv);
+    Py_XDECREF(is);
+    return NULL;
+}
+
+static PyObject *py_batchnorm_act_maxpool_backward(PyObject *self, PyObject *args, PyObject *kw) {
+    (void)self;
+    static char *kwlist[] = {"who", "dy", "x", "idx", "xsel", "gamma", "beta", "batch_mean",
+                             "inv_std", "act", "pool", NULL};
+    const char *who;
+    PyObject *dyo, *xo, *io, *xso, *go, *bo, *mo, *iso, *ao, *po;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "sOOOOOOOOOO:batchnorm_act_maxpool_backward",
+                                     kwlist, &who, &dyo, &xo, &io, &xso, &go, &bo, &mo, &iso, &ao,
+                                     &po))
+        return NULL;
+    qnn_bn_pool_shape s;
+    PyArrayObject *x = bnpool_setup(who, xo, po, &s);
+    if (!x) return NULL;
+    const npy_intp C = (npy_intp)s.c;
+    npy_intp yd[4] = {(npy_intp)s.n, (npy_intp)s.ho, (npy_intp)s.wo, C};
+    PyArrayObject *dy = qnn_arg_f32(who, "dy", dyo);
+    if (!dy || qnn_check_shape(who, "dy", dy, 4, yd, " (the pooled output)")) return NULL;
+    PyArrayObject *xsel = qnn_arg_f32(who, "xsel", xso);
+    if (!xsel || qnn_check_shape(who, "xsel", xsel, 4, yd, " (the pooled output)")) return NULL;
+    if (!PyArray_Check(io) || PyArray_TYPE((PyArrayObject *)io) != NPY_UINT8 ||
+        !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)io)) {
+        PyErr_Format(PyExc_TypeError, "%s: idx must be a C-contiguous uint8 array (the forward's "
+                     "winning cells), got %s", who,
+                     PyArray_Check(io) ? PyArray_DESCR((PyArrayObject *)io)->typeobj->tp_name
+                                       : Py_TYPE(io)->tp_name);
+        return NULL;
+    }
+    PyArrayObject *idx = (PyArrayObject *)io;
+    if (qnn_check_shape(who, "idx", idx, 4, yd, " (the pooled output)")) return NULL;
+    /* an out-of-window index would scatter outside the block */
+    const uint8_t *ip = PyArray_DATA(idx);
+    const size_t cells = s.ph * s.pw;
+    for (npy_intp i = 0; i < PyArray_SIZE(idx); i++) {
+        if (ip[i] >= cells) {
+            PyErr_Format(PyExc_ValueError, "%s: idx values must be < %zu (cells in a window), got "
+                         "idx.flat[%zd] = %u", who, cells, (Py_ssize_t)i, (unsigned)ip[i]);
+            return NULL;
+        }
+    }
+    int err = 0;
+    PyArrayObject *gamma = opt_channel_vec(who, "gamma", go, C, &err);
+    PyArrayObject *beta = err ? NULL : opt_channel_vec(who, "beta", bo, C, &err);
+    if (err) return NULL;
+    if (mo == Py_None || iso == Py_None) {
+        PyErr_Format(PyExc_TypeError, "%s: batch_mean and inv_std are required (float32 arrays "
+                     "of shape (%zd,))", who, (Py_ssize_t)C);
+        return NULL;
+    }
+    PyArrayObject *mean = opt_channel_vec(who, "batch_mean", mo, C, &err);
+    PyArrayObject *is = err ? NULL : opt_channel_vec(who, "inv_std", iso, C, &err);
+    if (err) return NULL;
+    qnn_py_act pa;
+    qnn_bn_act act;
+    if (bnpool_act(who, ao, x, &pa, &act)) return NULL;
+    PyArrayObject *dx = (PyArrayObject *)PyArray_SimpleNew(4, PyArray_DIMS(x), NPY_FLOAT32);
+    PyArrayObject *dg = (PyArrayObject *)PyArray_SimpleNew(1, (npy_intp *)&C, NPY_FLOAT32);
+    PyArrayObject *db = (PyArrayObject *)PyArray_SimpleNew(1, (npy_intp *)&C, NPY_FLOAT32);
+    int rc;
+    if (!dx || !dg || !db) goto error;
+    Py_BEGIN_ALLOW_THREADS
+    rc = qnn_bn_act_maxpool_backward(&s, PyArray_DATA(dy), PyArray_DATA(x), ip,
+                                     PyArray_DATA(xsel), gamma ? PyArray_DATA(gamma) : NULL,
+                                     beta ? PyArray_DATA(beta) : NULL, PyArray_DATA(mean),
+                                     PyArray_DATA(is), &act, PyArray_DATA(dx), PyArray_DATA(dg),
+                                     PyArray_DATA(db));
+    Py_END_ALLOW_THREADS
+    if (rc) { raise_status(who, rc); goto error; }
+    return Py_BuildValue("(NNN)", dx, dg, db);
+error:
+    Py_XDECREF(dx);
     Py_XDECREF(dg);
     Py_XDECREF(db);
     return NULL;
@@ -675,6 +854,15 @@ PyMethodDef qnn_nn_methods[] = {
     {"batchnorm_backward", FN(py_batchnorm_backward), KW,
      "batchnorm_backward(who, dy, x, gamma, batch_mean, inv_std, out=None, beta=None, act=None)"
      " -> (dx, dgamma, dbeta); with act, dy is the gradient of act(bn(x))."},
+    {"batchnorm_act_maxpool_forward", FN(py_batchnorm_act_maxpool_forward), KW,
+     "batchnorm_act_maxpool_forward(who, x, gamma, beta, eps, act, pool) -> "
+     "(y, batch_mean, batch_var, inv_std, idx, xsel)\n\n"
+     "Training forward of maxpool(act(bn(x))) for pools that tile x (strides = pool, no "
+     "padding). act: None, 'relu' or a quantizer spec. idx (uint8) is each window's winning "
+     "cell (first maximum, row-major) and xsel its x: the backward's inputs."},
+    {"batchnorm_act_maxpool_backward", FN(py_batchnorm_act_maxpool_backward), KW,
+     "batchnorm_act_maxpool_backward(who, dy, x, idx, xsel, gamma, beta, batch_mean, inv_std, "
+     "act, pool) -> (dx, dgamma, dbeta); dy is the gradient of the pooled output."},
     {"softmax_cross_entropy", FN(py_softmax_cross_entropy), KW,
      "softmax_cross_entropy(who, logits, labels) -> (loss (N,), dlogits (N, K))\n\n"
      "labels: int32/int64 (N,) class indices or float32 (N, K) targets; dlogits = softmax - "

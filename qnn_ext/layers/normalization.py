@@ -9,6 +9,14 @@ from .quant_utils import QuantizedWeightsMixin, act_config, act_forward, seriali
 F32 = np.float32
 
 
+def _per_channel_spec(spec, c):
+    """A quantizer spec whose scales are one value or one per channel of the last axis (what
+    the pooled backward can index)."""
+    _, sf, _, inner_f, _, sb, inner_b = spec
+    return all(sc is None or np.size(sc) == 1 or (np.size(sc) == c and inner == 1)
+               for sc, inner in ((sf, inner_f), (sb, inner_b)))
+
+
 class BatchNormalization(Layer):
     """Keras BatchNormalization over the last axis. Training normalizes with the batch moments
     and updates the moving averages (``m = m*momentum + batch*(1-momentum)``; the variance
@@ -72,19 +80,24 @@ class BatchNormalization(Layer):
         self._cache = (x, g, mean, inv_std)
         return y
 
+    @staticmethod
+    def _act_spec(x, activation):
+        """The fused kernels' act argument for ``activation`` ('relu' or a quantizer spec), or
+        None when it cannot be fused."""
+        from .. import activations
+        from ..quantizers import BaseQuantizer
+        if activation is activations.lookup("relu"):
+            return "relu"
+        if isinstance(activation, BaseQuantizer):
+            return activation._fused_spec(x, True)
+        return None
+
     def call_fused(self, x, activation):
         """Training forward of ``activation(self(x))`` in one kernel, or None when the
         activation cannot be fused (then call() and the activation layer run as usual). The
         result, the moving averages and the gradients are bit-identical to the unfused pair;
         the normalised tensor is recomputed in cache by the backward instead of stored."""
-        from .. import activations
-        from ..quantizers import BaseQuantizer
-        if activation is activations.lookup("relu"):
-            spec = "relu"
-        elif isinstance(activation, BaseQuantizer):
-            spec = activation._fused_spec(x, True)
-        else:
-            spec = None
+        spec = self._act_spec(x, activation)
         if spec is None:
             return None
         c = x.shape[-1]
@@ -95,13 +108,39 @@ class BatchNormalization(Layer):
         self._cache = (x, g, mean, inv_std, b, spec)
         return y
 
+    def call_fused_maxpool(self, x, activation, pool):
+        """Training forward of ``maxpool(activation(self(x)))`` for a max pool whose windows
+        tile x (strides = pool_size, no padding), in one kernel; None when it cannot be fused.
+
+        Only the pooled output, each window's winning cell and that cell's x are stored: the
+        backward recomputes what it needs from them, and the zero gradient of the losing cells
+        is never materialised. Outputs and moving averages are bit-identical to the three
+        layers run one by one; gradients agree to float32 rounding (the per-channel sums of the
+        backward visit the same non-zero terms in another order)."""
+        if x.ndim != 4 or pool[0] * pool[1] > 256 or x.shape[1] < pool[0] or x.shape[2] < pool[1]:
+            return None
+        spec = self._act_spec(x, activation)
+        if spec is None or (isinstance(spec, tuple) and not _per_channel_spec(spec, x.shape[-1])):
+            return None
+        c = x.shape[-1]
+        g, b = self._gamma_beta(c)
+        y, mean, var, inv_std, idx, xsel = _core.batchnorm_act_maxpool_forward(
+            self.name, x, g, b, self.epsilon, spec, tuple(pool))
+        self._update_moving(mean, var, x.size // c)
+        self._cache = ("maxpool", x, g, mean, inv_std, b, spec, tuple(pool), idx, xsel)
+        return y
+
     def backward(self, grad):
         if self._cache is None:  # inference-mode forward: a per-channel affine map
             g, _ = self._gamma_beta(grad.shape[-1])
             inv = (g / np.sqrt(self.moving_variance.value + F32(self.epsilon))).astype(F32)
             self.grads = [np.zeros_like(v.value) for v in self.trainable_weights]
             return (grad * inv).astype(F32)
-        if len(self._cache) == 6:  # fused with the following activation: grad is its gradient
+        if isinstance(self._cache[0], str):  # fused with activation and pool: grad is the pool's
+            _, x, g, mean, inv_std, b, spec, pool, idx, xsel = self._cache
+            dx, dg, db = _core.batchnorm_act_maxpool_backward(self.name, grad, x, idx, xsel, g, b,
+                                                              mean, inv_std, spec, pool)
+        elif len(self._cache) == 6:  # fused with the following activation: grad is its gradient
             x, g, mean, inv_std, b, spec = self._cache
             dx, dg, db = _core.batchnorm_backward(self.name, grad, x, g, mean, inv_std, beta=b,
                                                   act=spec)

@@ -8,6 +8,7 @@
  * (variance of x - mean, as tf.nn.moments), which stays accurate when |mean| >> std. */
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "kernels/nn/nn.h"
 #include "kernels/nn/nn_internal.h"
@@ -314,6 +315,162 @@ int qnn_bn_backward_act(size_t m, size_t c, const float *dy, const float *x, con
         grad_rows(c, x, dzb, mean, coef, r0, r1, dx);
     }
     free(zs);
+    free(coef);
+    return QNN_NN_OK;
+}
+
+/* ------------------------------------------------------------------ fused activation + max pool */
+
+/* act(bn(x)) followed by max pooling with windows that tile the image (stride = window, no
+ * padding): each pooled row (n, oh) reads its ph image rows once, keeps z and act(z) for them in
+ * a per-thread block and writes only the pooled maxima. The backward needs, per pooled element,
+ * which cell won (idx, < 256 cells) and that cell's x (xsel), so neither the normalised tensor
+ * nor the un-pooled activation is ever stored, and the gradient of every losing cell, zero,
+ * never has to be written and read back: the batch-norm sums run over the winners only. */
+
+static size_t pool_block(const qnn_bn_pool_shape *s) { return s->ph * s->w * s->c; }
+
+/* First maximum of each window of the act block a (ph rows x w pixels x c) in row-major cell
+ * order with strict '>', as the max-pool kernels; writes y, idx and the winner's x. Cells are
+ * the outer loop and channels the inner one, so every step is a vector compare and selects
+ * (bi is int32 scratch of c, the width of the float mask, and becomes a byte at the end). */
+static void block_maxpool(const qnn_bn_pool_shape *s, const float *a, const float *xb, float *y,
+                          uint8_t *idx, float *xsel, int32_t *restrict bi) {
+    const size_t c = s->c, w = s->w;
+    for (size_t ow = 0; ow < s->wo; ow++) {
+        float *restrict yo = y + ow * c, *restrict xo = xsel + ow * c;
+        const size_t first = ow * s->pw * c;
+        memcpy(yo, a + first, c * sizeof(float));
+        memcpy(xo, xb + first, c * sizeof(float));
+        memset(bi, 0, c * sizeof(int32_t));
+        for (size_t kh = 0; kh < s->ph; kh++) {
+            for (size_t kw = kh == 0 ? 1 : 0; kw < s->pw; kw++) {
+                const size_t off = first + (kh * w + kw) * c;
+                const float *restrict av = a + off, *restrict xv = xb + off;
+                const int32_t cell = (int32_t)(kh * s->pw + kw);
+                for (size_t cc = 0; cc < c; cc++) {
+                    /* the x select on the bits through the int mask: GCC 12 vectorises one
+                     * float select per compare, not two */
+                    const float v = av[cc], b = yo[cc];
+                    const int32_t gt = -(int32_t)(v > b);
+                    int32_t xn, xw;
+                    memcpy(&xn, xv + cc, sizeof xn);
+                    memcpy(&xw, xo + cc, sizeof xw);
+                    const int32_t xs = (xn & gt) | (xw & ~gt);
+                    memcpy(xo + cc, &xs, sizeof xs);
+                    bi[cc] = (cell & gt) | (bi[cc] & ~gt);
+                    yo[cc] = v > b ? v : b;
+                }
+            }
+        }
+        uint8_t *restrict io = idx + ow * c;
+        for (size_t cc = 0; cc < c; cc++) io[cc] = (uint8_t)bi[cc];
+    }
+}
+
+int qnn_bn_act_maxpool_forward(const qnn_bn_pool_shape *s, const float *x, const float *mean,
+                               const float *inv_std, const float *gamma, const float *beta,
+                               const qnn_bn_act *act, float *y, uint8_t *idx, float *xsel) {
+    const size_t c = s->c, rows = s->n * s->ho, blk = pool_block(s), prow = s->wo * s->c;
+    if (rows == 0 || prow == 0) return QNN_NN_OK;
+    float *coef = malloc(2 * c * sizeof(float));
+    if (!coef) return QNN_NN_ENOMEM;
+    bn_affine(c, mean, inv_std, gamma, beta, coef, coef + c);
+    const int nt = qnn_nn_threads((double)rows * (double)blk);
+    float *zs = malloc((size_t)nt * 2 * blk * sizeof(float)); /* z and act(z) blocks per thread */
+    int32_t *bis = malloc((size_t)nt * c * sizeof(int32_t));
+    if (!zs || !bis) { free(zs); free(bis); free(coef); return QNN_NN_ENOMEM; }
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+    for (size_t r = 0; r < rows; r++) {
+        float *z = zs + (size_t)QNN_NN_TID() * 2 * blk, *a = z + blk;
+        int32_t *bi = bis + (size_t)QNN_NN_TID() * c;
+        const size_t n = r / s->ho, oh = r % s->ho;
+        const size_t p0 = (n * s->h + oh * s->ph) * s->w; /* first pixel of the block */
+        affine_rows(c, x, coef, coef + c, p0, p0 + s->ph * s->w, z);
+        act_forward(act, z, a, p0 * c, blk);
+        block_maxpool(s, a, x + p0 * c, y + r * prow, idx + r * prow, xsel + r * prow, bi);
+    }
+    free(bis);
+    free(zs);
+    free(coef);
+    return QNN_NN_OK;
+}
+
+int qnn_bn_act_maxpool_backward(const qnn_bn_pool_shape *s, const float *dy, const float *x,
+                                const uint8_t *idx, const float *xsel, const float *gamma,
+                                const float *beta, const float *mean, const float *inv_std,
+                                const qnn_bn_act *act, float *dx, float *dgamma, float *dbeta) {
+    const size_t c = s->c, rows = s->n * s->ho, prow = s->wo * s->c, blk = pool_block(s);
+    const size_t m = s->n * s->h * s->w; /* batch-norm rows: every pixel */
+    if (c == 0) return QNN_NN_OK;
+    /* pooled pixels in fixed chunks (a function of the shape only): thread-count independent */
+    const size_t pm = rows * s->wo, K = bn_chunks(pm);
+    double *part = malloc((2 * K + 2) * c * sizeof(double));
+    float *coef = malloc(5 * c * sizeof(float));
+    float *dzp = malloc((pm * c > 0 ? pm * c : 1) * sizeof(float));
+    if (!part || !coef || !dzp) { free(part); free(coef); free(dzp); return QNN_NN_ENOMEM; }
+    double *part2 = part + K * c, *sdy = part2 + K * c, *sdyx = sdy + c;
+    float *scale = coef + 3 * c, *shift = coef + 4 * c;
+    bn_affine(c, mean, inv_std, gamma, beta, scale, shift);
+    const int nt = qnn_nn_threads((double)m * (double)c);
+    const size_t zrows = BN_ACT_BLOCK / c > 0 ? BN_ACT_BLOCK / c : 1; /* pooled pixels per step */
+    const size_t zlen = (zrows * c > blk ? zrows * c : blk);
+    float *zs = malloc((size_t)nt * zlen * sizeof(float));
+    if (!zs) { free(part); free(coef); free(dzp); return QNN_NN_ENOMEM; }
+
+    /* Pass 1: dz of the winners (z recomputed from xsel exactly as the forward did) and the
+     * sums of qnn_bn_backward over them; the losers' dz is 0 and adds nothing. */
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+    for (size_t j = 0; j < K; j++) {
+        float *z = zs + (size_t)QNN_NN_TID() * zlen;
+        double *a = part + j * c, *b = part2 + j * c;
+        for (size_t cc = 0; cc < c; cc++) a[cc] = b[cc] = 0.0;
+        const size_t ce = chunk_start(pm, K, j + 1);
+        for (size_t p0 = chunk_start(pm, K, j); p0 < ce; p0 += zrows) {
+            const size_t p1 = p0 + zrows < ce ? p0 + zrows : ce;
+            affine_rows(c, xsel, scale, shift, p0, p1, z);
+            /* pooled flat index p * c + cc has channel cc, all a quantizer's scale needs */
+            act_backward(act, z, dy + p0 * c, dzp + p0 * c, p0 * c, (p1 - p0) * c);
+            grad_sums(c, xsel, dzp + p0 * c, mean, p0, p1, a, b);
+        }
+    }
+    reduce_chunks(K, c, part, sdy);
+    reduce_chunks(K, c, part2, sdyx);
+    grad_coefs(m, c, sdy, sdyx, inv_std, gamma, coef, dgamma, dbeta);
+    free(part);
+
+    /* Pass 2: dx of every pixel; the winners' dz is scattered into a zeroed block. */
+    size_t cell_off[256]; /* window cell -> offset of its first channel in the block */
+    for (size_t k = 0; k < s->ph * s->pw; k++) cell_off[k] = ((k / s->pw) * s->w + k % s->pw) * c;
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+    for (size_t r = 0; r < rows; r++) {
+        float *g = zs + (size_t)QNN_NN_TID() * zlen;
+        const size_t n = r / s->ho, oh = r % s->ho;
+        const size_t p0 = (n * s->h + oh * s->ph) * s->w;
+        memset(g, 0, blk * sizeof(float));
+        const float *restrict d = dzp + r * prow;
+        const uint8_t *restrict id = idx + r * prow;
+        for (size_t ow = 0; ow < s->wo; ow++) {
+            float *restrict gw = g + ow * s->pw * c;
+            for (size_t cc = 0; cc < c; cc++) gw[cell_off[id[ow * c + cc]] + cc] = d[ow * c + cc];
+        }
+        grad_rows(c, x, g, mean, coef, p0, p0 + s->ph * s->w, dx);
+    }
+    /* rows below the last window (h not a multiple of ph) take no gradient from the pool */
+    const size_t tail = s->h - s->ho * s->ph;
+    if (tail) {
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+        for (size_t n = 0; n < s->n; n++) {
+            float *g = zs + (size_t)QNN_NN_TID() * zlen;
+            memset(g, 0, s->w * c * sizeof(float));
+            for (size_t h = s->ho * s->ph; h < s->h; h++) {
+                const size_t p0 = (n * s->h + h) * s->w;
+                grad_rows(c, x, g, mean, coef, p0, p0 + s->w, dx);
+            }
+        }
+    }
+    free(zs);
+    free(dzp);
     free(coef);
     return QNN_NN_OK;
 }

@@ -84,6 +84,25 @@ int qnn_bn_backward_act(size_t m, size_t c, const float *dy, const float *x, con
                         const float *beta, const float *mean, const float *inv_std,
                         const qnn_bn_act *act, float *dx, float *dgamma, float *dbeta);
 
+/* act(bn(x)) followed by max pooling whose windows tile x: pool (ph, pw) with strides equal to
+ * it and no padding; rows/columns past the last whole window are dropped, as 'valid' pooling
+ * does. x is (n, h, w, c), y/idx/xsel are (n, ho, wo, c) with ho = h / ph, wo = w / pw. */
+typedef struct qnn_bn_pool_shape {
+    size_t n, h, w, c, ph, pw, ho, wo;
+} qnn_bn_pool_shape;
+
+/* Training forward from the batch statistics (qnn_bn_stats): y = maxpool(act(bn(x))), with
+ * idx the winning cell of each window (row-major in the window, first maximum; ph * pw <= 256)
+ * and xsel its x, which the backward needs. */
+int qnn_bn_act_maxpool_forward(const qnn_bn_pool_shape *s, const float *x, const float *mean,
+                               const float *inv_std, const float *gamma, const float *beta,
+                               const qnn_bn_act *act, float *y, uint8_t *idx, float *xsel);
+/* qnn_bn_backward for dy = d(loss)/dy of the pooled output (n, ho, wo, c). */
+int qnn_bn_act_maxpool_backward(const qnn_bn_pool_shape *s, const float *dy, const float *x,
+                                const uint8_t *idx, const float *xsel, const float *gamma,
+                                const float *beta, const float *mean, const float *inv_std,
+                                const qnn_bn_act *act, float *dx, float *dgamma, float *dbeta);
+
 /* ------------------------------------------------------------------ softmax cross-entropy */
 
 /* logits (n, k). Targets: labels (n,) class indices (int32 if labels32, else int64, all in
