@@ -26,32 +26,65 @@ int qnn_conv2d_out_size(size_t in, size_t k, size_t s, size_t p0, size_t p1, siz
 typedef struct patch_ctx {
     const qnn_conv2d_shape *s;
     const float *x;
-    size_t g;
+    size_t g, Cg; /* group and channels per group */
 } patch_ctx;
 
-/* Columns [c0, c0+len) of the patch row of output pixel (n, oh, ow), column c = (kh*KW + kw)*Cg
- * + ci, into d: each (kh, kw) tap is a contiguous Cg run of x, copied whole (zeros where the tap
- * falls in the padding). */
-static void patch_row(const patch_ctx *ctx, size_t n, size_t oh, size_t ow, size_t c0, size_t len,
-                      float *d) {
+/* Where column c0 of a patch row starts: tap (kh, kw) and channel ci. A packer computes it once
+ * for all its rows; with Cg = 1..3 and 9 taps per row (first layers), per-row divisions cost more
+ * than the copy itself. */
+typedef struct tap_pos {
+    size_t kh, kw, ci;
+} tap_pos;
+
+static tap_pos tap_at(const qnn_conv2d_shape *s, size_t c0) {
+    const size_t Cg = s->C / s->groups, khw = c0 / Cg;
+    return (tap_pos){khw / s->KW, khw % s->KW, c0 % Cg};
+}
+
+/* Columns [c0, c0+len) of the patch row of output pixel (n, oh, ow), c0 at tap t0, column c =
+ * (kh*KW + kw)*Cg + ci, into d: each (kh, kw) tap is a contiguous Cg run of x, copied whole
+ * (zeros where the tap falls in the padding). */
+static void patch_row(const patch_ctx *ctx, tap_pos t0, size_t n, size_t oh, size_t ow,
+                      size_t len, float *d) {
     const qnn_conv2d_shape *s = ctx->s;
-    const size_t Cg = s->C / s->groups;
+    const size_t Cg = ctx->Cg, H = s->H, W = s->W, C = s->C, KW = s->KW;
     const idx ih0 = (idx)(oh * s->sh) - (idx)s->pt, iw0 = (idx)(ow * s->sw) - (idx)s->pl;
-    const float *xn = ctx->x + n * s->H * s->W * s->C + ctx->g * Cg;
-    size_t khw = c0 / Cg, ci = c0 % Cg, k = 0;
+    const float *xn = ctx->x + n * H * W * C + ctx->g * Cg;
+    if (t0.kh == 0 && t0.kw == 0 && t0.ci == 0 && len == s->KH * KW * Cg && ih0 >= 0 &&
+        iw0 >= 0 && ih0 + (idx)((s->KH - 1) * s->dh) < (idx)H &&
+        iw0 + (idx)((KW - 1) * s->dw) < (idx)W) {
+        /* the whole window inside x (most pixels): no per-tap bounds or segment logic */
+        const float *src = xn + ((size_t)ih0 * W + (size_t)iw0) * C;
+        for (size_t kh = 0; kh < s->KH; kh++) {
+            const float *row = src + kh * s->dh * W * C;
+            for (size_t kw = 0; kw < KW; kw++, d += Cg) {
+                const float *p = row + kw * s->dw * C;
+                if (Cg <= 4) {
+                    for (size_t t = 0; t < Cg; t++) d[t] = p[t];
+                } else {
+                    memcpy(d, p, Cg * sizeof(float));
+                }
+            }
+        }
+        return;
+    }
+    size_t ci = t0.ci, kh = t0.kh, kw = t0.kw, k = 0;
     while (k < len) {
         const size_t seg = min_sz(Cg - ci, len - k);
-        const idx ih = ih0 + (idx)((khw / s->KW) * s->dh), iw = iw0 + (idx)((khw % s->KW) * s->dw);
-        if (ih >= 0 && ih < (idx)s->H && iw >= 0 && iw < (idx)s->W) {
-            const float *src = xn + ((size_t)ih * s->W + (size_t)iw) * s->C + ci;
-            if (seg == 1) d[k] = *src;
-            else memcpy(d + k, src, seg * sizeof(float));
+        const idx ih = ih0 + (idx)(kh * s->dh), iw = iw0 + (idx)(kw * s->dw);
+        if (ih >= 0 && ih < (idx)H && iw >= 0 && iw < (idx)W) {
+            const float *src = xn + ((size_t)ih * W + (size_t)iw) * C + ci;
+            if (seg <= 4) {
+                for (size_t t = 0; t < seg; t++) d[k + t] = src[t];
+            } else {
+                memcpy(d + k, src, seg * sizeof(float));
+            }
         } else {
-            memset(d + k, 0, seg * sizeof(float));
+            for (size_t t = 0; t < seg; t++) d[k + t] = 0.0f;
         }
         k += seg;
         ci = 0;
-        khw++;
+        if (++kw == KW) { kw = 0; kh++; }
     }
 }
 
@@ -70,8 +103,9 @@ static void pack_patches(const void *vctx, size_t i0, size_t m, size_t k0, size_
     const qnn_conv2d_shape *s = ctx->s;
     const size_t ld = QNN_SGEMM_KC, msl = (m + mr - 1) / mr * mr;
     size_t ow = i0 % s->WO, oh = (i0 / s->WO) % s->HO, n = i0 / (s->WO * s->HO);
+    const tap_pos t0 = tap_at(s, k0);
     for (size_t i = 0; i < m; i++, next_pixel(s, &n, &oh, &ow))
-        patch_row(ctx, n, oh, ow, k0, kc, dst + i * ld);
+        patch_row(ctx, t0, n, oh, ow, kc, dst + i * ld);
     for (size_t i = m; i < msl; i++) memset(dst + i * ld, 0, kc * sizeof(float));
 }
 
@@ -82,9 +116,10 @@ static void pack_patches_b(const void *vctx, size_t k0, size_t kc, size_t j0, si
     const patch_ctx *ctx = vctx;
     const qnn_conv2d_shape *s = ctx->s;
     size_t ow = k0 % s->WO, oh = (k0 / s->WO) % s->HO, n = k0 / (s->WO * s->HO);
+    const tap_pos t0 = tap_at(s, j0);
     for (size_t k = 0; k < kc; k++, next_pixel(s, &n, &oh, &ow)) {
         float *d = dst + k * nr;
-        patch_row(ctx, n, oh, ow, j0, nn, d);
+        patch_row(ctx, t0, n, oh, ow, nn, d);
         for (size_t j = nn; j < nr; j++) d[j] = 0.0f;
     }
 }
@@ -260,7 +295,7 @@ int qnn_conv2d_forward(const qnn_conv2d_shape *s, const float *x, const float *w
     if (Cg == 1 && s->groups > 1) { dw_forward(s, x, w, y); return QNN_OK; }
     const size_t M = s->N * s->HO * s->WO, K = s->KH * s->KW * Cg;
     for (size_t g = 0; g < s->groups; g++) {
-        const patch_ctx ctx = {s, x, g};
+        const patch_ctx ctx = {s, x, g, s->C / s->groups};
         const qnn_apacker ap = {pack_patches, &ctx};
         const qnn_mat none = {NULL, 0, 0};
         const qnn_mat b = {w + g * COg, (idx)s->CO, 1};
@@ -370,7 +405,7 @@ int qnn_conv2d_backward_filter(const qnn_conv2d_shape *s, const float *x, const 
     const size_t Kp = s->KH * s->KW * Cg, P = s->N * s->HO * s->WO;
     if (Kp < COg) {
         for (size_t g = 0; g < s->groups; g++) {
-            const patch_ctx ctx = {s, x, g};
+            const patch_ctx ctx = {s, x, g, s->C / s->groups};
             const qnn_apacker ap = {pack_patches_t, &ctx};
             const qnn_mat none = {NULL, 0, 0};
             const qnn_mat b = {dy + g * COg, (idx)s->CO, 1};
@@ -383,7 +418,7 @@ int qnn_conv2d_backward_filter(const qnn_conv2d_shape *s, const float *x, const 
     float *dwt = qnn_aligned_alloc(COg * Kp * sizeof(float) + 1);
     if (!dwt) return QNN_ENOMEM;
     for (size_t g = 0; g < s->groups; g++) {
-        const patch_ctx ctx = {s, x, g};
+        const patch_ctx ctx = {s, x, g, s->C / s->groups};
         const qnn_bpacker bp = {pack_patches_b, &ctx};
         const qnn_mat a = {dy + g * COg, 1, (idx)s->CO};
         const qnn_mat none = {NULL, 0, 0};
