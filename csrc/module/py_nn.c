@@ -612,7 +612,10 @@ static PyObject *py_batchnorm_act_maxpool_backward(PyObject *self, PyObject *arg
     /* an out-of-window index would scatter outside the block */
     const uint8_t *ip = PyArray_DATA(idx);
     const size_t cells = s.ph * s.pw;
-    for (npy_intp i = 0; i < PyArray_SIZE(idx); i++) {
+    const npy_intp nidx = PyArray_SIZE(idx);
+    unsigned top = 0;
+    for (npy_intp i = 0; i < nidx; i++) top = ip[i] > top ? ip[i] : top; /* vectorised scan */
+    for (npy_intp i = 0; top >= cells && i < nidx; i++) {
         if (ip[i] >= cells) {
             PyErr_Format(PyExc_ValueError, "%s: idx values must be < %zu (cells in a window), got "
                          "idx.flat[%zd] = %u", who, cells, (Py_ssize_t)i, (unsigned)ip[i]);

@@ -5,6 +5,7 @@
 
 #include "kernels/bnn/bnn.h"
 #include "kernels/gemm/gemm.h"
+#include "kernels/nn/nn.h"
 #include "kernels/quant/quant.h"
 
 enum qnn_isa { QNN_ISA_REF = 0, QNN_ISA_AVX2 = 1, QNN_ISA_AVX512 = 2, QNN_ISA_COUNT = 3 };
@@ -26,6 +27,7 @@ typedef struct qnn_dispatch {
     int tgemm_mr;
     qnn_ttgemm_ukernel ttgemm;
     int ttgemm_mr;
+    const qnn_bn_kernels *bn; /* batch norm (+ fused activation / max pool) */
 } qnn_dispatch;
 
 extern qnn_dispatch qnn_dispatch_table;

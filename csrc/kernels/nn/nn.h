@@ -103,6 +103,30 @@ int qnn_bn_act_maxpool_backward(const qnn_bn_pool_shape *s, const float *dy, con
                                 const float *beta, const float *mean, const float *inv_std,
                                 const qnn_bn_act *act, float *dx, float *dgamma, float *dbeta);
 
+/* The batch-norm kernels of one ISA level (batchnorm_body.h), for the dispatch table. */
+typedef struct qnn_bn_kernels {
+    int (*stats)(size_t, size_t, const float *, float, float *, float *, float *);
+    int (*apply)(size_t, size_t, const float *, const float *, const float *, const float *,
+                 const float *, float *);
+    int (*inference)(size_t, size_t, const float *, const float *, const float *, float,
+                     const float *, const float *, float *);
+    int (*backward)(size_t, size_t, const float *, const float *, const float *, const float *,
+                    const float *, float *, float *, float *);
+    int (*apply_act)(size_t, size_t, const float *, const float *, const float *, const float *,
+                     const float *, const qnn_bn_act *, float *);
+    int (*backward_act)(size_t, size_t, const float *, const float *, const float *,
+                        const float *, const float *, const float *, const qnn_bn_act *, float *,
+                        float *, float *);
+    int (*maxpool_forward)(const qnn_bn_pool_shape *, const float *, const float *,
+                           const float *, const float *, const float *, const qnn_bn_act *,
+                           float *, uint8_t *, float *);
+    int (*maxpool_backward)(const qnn_bn_pool_shape *, const float *, const float *,
+                            const uint8_t *, const float *, const float *, const float *,
+                            const float *, const float *, const qnn_bn_act *, float *, float *,
+                            float *);
+} qnn_bn_kernels;
+extern const qnn_bn_kernels qnn_bn_kernels_ref, qnn_bn_kernels_avx2, qnn_bn_kernels_avx512;
+
 /* ------------------------------------------------------------------ softmax cross-entropy */
 
 /* logits (n, k). Targets: labels (n,) class indices (int32 if labels32, else int64, all in

@@ -1,0 +1,3 @@
+/* AVX-512 build of the batch-norm kernels (see batchnorm_body.h). */
+#define QNN_FN(name) name##_avx512
+#include "kernels/nn/batchnorm_body.h"

@@ -1,0 +1,3 @@
+/* Portable build of the batch-norm kernels (see batchnorm_body.h). */
+#define QNN_FN(name) name##_ref
+#include "kernels/nn/batchnorm_body.h"
