@@ -55,6 +55,19 @@ static void patch_row(const patch_ctx *ctx, tap_pos t0, size_t n, size_t oh, siz
         iw0 + (idx)((KW - 1) * s->dw) < (idx)W) {
         /* the whole window inside x (most pixels): no per-tap bounds or segment logic */
         const float *src = xn + ((size_t)ih0 * W + (size_t)iw0) * C;
+        if (s->dw == 1 && Cg == C) {
+            /* undilated, ungrouped: the KW taps of a kernel row are one contiguous run of x */
+            const size_t run = KW * C;
+            for (size_t kh = 0; kh < s->KH; kh++, d += run) {
+                const float *p = src + kh * s->dh * W * C;
+                if (run <= 4) {
+                    for (size_t t = 0; t < run; t++) d[t] = p[t];
+                } else {
+                    memcpy(d, p, run * sizeof(float));
+                }
+            }
+            return;
+        }
         for (size_t kh = 0; kh < s->KH; kh++) {
             const float *row = src + kh * s->dh * W * C;
             for (size_t kw = 0; kw < KW; kw++, d += Cg) {

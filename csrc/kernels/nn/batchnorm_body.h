@@ -336,7 +336,7 @@ int QNN_FN(qnn_bn_backward_act)(size_t m, size_t c, const float *dy, const float
 static size_t pool_block(const qnn_bn_pool_shape *s) { return s->ph * s->w * s->c; }
 
 /* First maximum of each window of the act block a (ph rows x w pixels x c) in row-major cell
- * order with strict '>', as the max-pool kernels; writes y, idx and the winner's x. Cells are
+ * order with strict '>' (a NaN wins), as the max-pool kernels; writes y, idx and the winner's x. Cells are
  * the outer loop and channels the inner one, so every step is a vector compare and selects
  * (bi is int32 scratch of c, the width of the float mask, and becomes a byte at the end). */
 static void block_maxpool(const qnn_bn_pool_shape *s, const float *a, const float *xb, float *y,
@@ -357,14 +357,16 @@ static void block_maxpool(const qnn_bn_pool_shape *s, const float *a, const floa
                     /* the x select on the bits through the int mask: GCC 12 vectorises one
                      * float select per compare, not two */
                     const float v = av[cc], b = yo[cc];
-                    const int32_t gt = -(int32_t)(v > b);
+                    /* larger, or the window's first NaN (max pooling's rule, pool.c) */
+                    const int tk = v > b || (v != v && b == b);
+                    const int32_t gt = -(int32_t)tk;
                     int32_t xn, xw;
                     memcpy(&xn, xv + cc, sizeof xn);
                     memcpy(&xw, xo + cc, sizeof xw);
                     const int32_t xs = (xn & gt) | (xw & ~gt);
                     memcpy(xo + cc, &xs, sizeof xs);
                     bi[cc] = (cell & gt) | (bi[cc] & ~gt);
-                    yo[cc] = v > b ? v : b;
+                    yo[cc] = tk ? v : b;
                 }
             }
         }
