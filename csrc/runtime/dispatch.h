@@ -28,6 +28,7 @@ typedef struct qnn_dispatch {
     qnn_ttgemm_ukernel ttgemm;
     int ttgemm_mr;
     const qnn_bn_kernels *bn; /* batch norm (+ fused activation / max pool) */
+    const qnn_quant_auto_kernels *qauto; /* data-dependent quantizer scales */
 } qnn_dispatch;
 
 extern qnn_dispatch qnn_dispatch_table;

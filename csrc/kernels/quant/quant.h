@@ -148,6 +148,22 @@ int qnn_quant_stochastic(const qnn_quant_params *p, const qnn_auto_params *a,
                          const qnn_channel_layout *L, const float *x, float *y,
                          const float *scale_in, float *scale_out);
 
+/* The data-dependent scale kernels of one ISA level (quant_auto_body.h), for the dispatch table. */
+typedef struct qnn_quant_auto_kernels {
+    int (*bits)(const qnn_quant_params *, const qnn_auto_params *, const qnn_channel_layout *,
+                const float *, float *, const float *, float *);
+    int (*linear)(const qnn_quant_params *, const qnn_auto_params *, const qnn_channel_layout *,
+                  const float *, float *, float *);
+    int (*binary)(const qnn_quant_params *, const qnn_auto_params *, const qnn_channel_layout *,
+                  const float *, float *, float *);
+    int (*ternary)(const qnn_quant_params *, const qnn_auto_params *, const qnn_channel_layout *,
+                   const float *, float *, float *);
+    int (*stochastic)(const qnn_quant_params *, const qnn_auto_params *,
+                      const qnn_channel_layout *, const float *, float *, const float *, float *);
+} qnn_quant_auto_kernels;
+extern const qnn_quant_auto_kernels qnn_quant_auto_kernels_ref, qnn_quant_auto_kernels_avx2,
+    qnn_quant_auto_kernels_avx512;
+
 /* Counter-based uniforms, exposed so tests can rebuild the exact draws. */
 void qnn_uniform_fill(uint64_t key, uint64_t offset, float *out, size_t n);
 

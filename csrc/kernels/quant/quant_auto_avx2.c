@@ -1,0 +1,3 @@
+/* AVX2 build of the data-dependent scale kernels (see quant_auto_body.h). */
+#define QNN_FN(name) name##_avx2
+#include "kernels/quant/quant_auto_body.h"

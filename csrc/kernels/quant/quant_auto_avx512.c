@@ -1,0 +1,3 @@
+/* AVX-512 build of the data-dependent scale kernels (see quant_auto_body.h). */
+#define QNN_FN(name) name##_avx512
+#include "kernels/quant/quant_auto_body.h"
