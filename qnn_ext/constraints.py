@@ -116,6 +116,16 @@ class Clip(Constraint):
             hi = lo
         return np.clip(w, lo, hi).astype(w.dtype)
 
+    def apply_inplace(self, w):
+        """Clip the float32 array ``w`` in place (what ``w[...] = self(w)`` gives, without the
+        temporaries) and return True; False when there is an inner constraint or ``__call__``
+        is overridden, so the caller assigns ``self(w)``."""
+        if self.constraint or type(self).__call__ is not Clip.__call__ or w.dtype != np.float32:
+            return False
+        lo, hi = self.min_value, self.max_value
+        np.clip(w, lo, lo if hi < lo else hi, out=w)
+        return True
+
     def get_config(self):
         return {"min_value": self.min_value, "max_value": self.max_value}
 

@@ -30,8 +30,13 @@ class Variable:
         np.copyto(self.value, v)
 
     def apply_constraint(self):
-        if self.constraint is not None:
-            self.assign(self.constraint(self.value))
+        c = self.constraint
+        if c is None:
+            return
+        inplace = getattr(c, "apply_inplace", None)
+        if inplace is not None and inplace(self.value):  # e.g. Clip: one pass, no copies
+            return
+        self.assign(c(self.value))
 
     def numpy(self):
         return self.value

@@ -205,3 +205,28 @@ def test_regularizer_get_and_config():
         regularizers.get("l3")
     with pytest.raises(ValueError, match=">= 0"):
         regularizers.L2(-1.0)
+
+
+def test_clip_in_place_equals_assigning_the_call():
+    from qnn_ext.variables import Variable
+    rng = np.random.default_rng(0)
+    w0 = (rng.standard_normal((40, 7)) * 2).astype(np.float32)
+    w0[3, 2] = np.nan
+    for lo, hi in ((-1.0, 1.0), (0.5, -0.5), (-0.25, 3)):
+        c = constraints.Clip(lo, hi)
+        v = Variable(w0.copy(), "w", constraint=c)
+        arr = v.value
+        v.apply_constraint()
+        assert v.value is arr  # updated in place (optimizer slots keep referring to it)
+        np.testing.assert_array_equal(v.value, c(w0))
+    # an inner constraint, or a subclass's own __call__, takes the general path
+    inner = constraints.Clip(-2, 2, constraint=constraints.NonNeg())
+    assert not inner.apply_inplace(w0.copy())
+
+    class Halve(constraints.Clip):
+        def __call__(self, w):
+            return super().__call__(w) / 2
+
+    v = Variable(w0.copy(), "w", constraint=Halve(-1.0, 1.0))
+    v.apply_constraint()
+    np.testing.assert_array_equal(v.value, constraints.Clip(-1.0, 1.0)(w0) / 2)

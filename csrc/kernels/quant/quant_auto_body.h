@@ -194,7 +194,11 @@ int QNN_FN(qnn_quant_auto_bits)(const qnn_quant_params *p, const qnn_auto_params
                     });
                 }
                 for (size_t g = 0; g < G; g++) sg[g] = ls_scale(w.acc[g], w.acc[G + g], cnt, a, 1);
+                int same = 1;
+                for (size_t c = 0; c < L->S; c++) same &= sg[c / L->group] == sch[c];
                 expand(L, sg, sch);
+                /* a fixed point: every further step would give these scales again */
+                if (same) break;
             }
         }
     }
@@ -343,7 +347,14 @@ int QNN_FN(qnn_quant_auto_ternary)(const qnn_quant_params *p, const qnn_auto_par
                     aq[c] += (double)(q * q);
                 }
             }
-            for (size_t g = 0; g < G; g++) s[g] = ls_scale(w.acc[g], w.acc[G + g], cnt, a, a->po2);
+            int same = 1;
+            for (size_t g = 0; g < G; g++) {
+                const float t = ls_scale(w.acc[g], w.acc[G + g], cnt, a, a->po2);
+                same &= t == s[g];
+                s[g] = t;
+            }
+            /* a fixed point: further unrolls would rebuild this q (in y) and these scales */
+            if (same) break;
             continue;
         }
         FOR_EACH(L, {
