@@ -14,7 +14,8 @@ Settings:
 First conv of VGG-small stays float in the binary settings, as is usual (and in the main job).
 
 PyTorch runs in child processes (NCHW, its native layout), twice: with glibc's default malloc
-and with GLIBC_TUNABLES that stop glibc returning freed memory to the OS (first touch of fresh
+and with GLIBC_TUNABLES that stop glibc returning freed memory to the OS (our step is also timed
+with them, in a child, so that column compares like with like) (first touch of fresh
 pages costs ~3 ms/MB on this VM, spec §7, and PyTorch re-faults its large temporaries on every
 step otherwise). Prints median ms/step of --steps warm steps and the ratios; our 8-bit and
 binary steps are also given relative to our own float step.
@@ -192,20 +193,23 @@ class QLinearBias:
 
 def child(args):
     res = {}
+    make = qnn_step if args.child == "ours" else torch_step
     for net in args.nets:
         for s in SETTINGS:
-            res[f"{net}/{s}"] = timeit(torch_step(net, s, args.threads[0]), args.steps)
+            res[f"{net}/{s}"] = timeit(make(net, s, args.threads[0]), args.steps)
     print(json.dumps(res))
 
 
-def run_torch(args, nt, tunables):
+def run_child(args, nt, tunables, who="torch"):
+    """Median step times of `who` ('torch' or 'ours') measured in a child process, with glibc's
+    default malloc or with TUNABLES."""
     env = dict(os.environ)
     env["OMP_NUM_THREADS"] = str(nt)
     if tunables:
         env["GLIBC_TUNABLES"] = TUNABLES
     else:
         env.pop("GLIBC_TUNABLES", None)
-    cmd = [sys.executable, os.path.abspath(__file__), "--child", "--threads", str(nt),
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", who, "--threads", str(nt),
            "--steps", str(args.steps), "--nets"] + args.nets
     out = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if out.returncode != 0:
@@ -220,7 +224,7 @@ def main():
     ap.add_argument("--steps", type=int, default=7)
     ap.add_argument("--nets", nargs="*", default=list(NETS), choices=list(NETS))
     ap.add_argument("--no-torch", action="store_true")
-    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--child", choices=("torch", "ours"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         child(args)
@@ -233,11 +237,12 @@ def main():
         print("# torch not installed (pip install torch==2.13.0): PyTorch columns are nan")
     nan = float("nan")
     for nt in args.threads:
-        t_def = run_torch(args, nt, False) if have_torch else None
-        t_tun = run_torch(args, nt, True) if have_torch else None
-        hdr = (f"{'network':<10}{'setting':<8}{'thr':>4}{'ours ms':>9}{'x own float':>12}"
-               f"{'torch ms':>10}{'torch+tun ms':>13}{'x torch':>9}{'x torch+tun':>12}"
-               f"{'torch x own float':>18}")
+        t_def = run_child(args, nt, False) if have_torch else None
+        t_tun = run_child(args, nt, True) if have_torch else None
+        o_tun = run_child(args, nt, True, "ours")
+        hdr = (f"{'network':<10}{'setting':<8}{'thr':>4}{'ours ms':>9}{'ours+tun ms':>12}"
+               f"{'x own float':>12}{'torch ms':>10}{'torch+tun ms':>13}{'x torch':>9}"
+               f"{'x torch+tun':>12}{'torch x own float':>18}")
         print(hdr)
         print("-" * len(hdr))
         for net in args.nets:
@@ -248,12 +253,14 @@ def main():
                 td = t_def[key] if t_def else nan
                 tt = t_tun[key] if t_tun else nan
                 tf = t_tun[f"{net}/float"] if t_tun else nan
-                print(f"{net:<10}{s:<8}{nt:>4}{ours[s] * 1e3:>9.1f}{ours[s] / ours['float']:>12.2f}"
-                      f"{td * 1e3:>10.1f}{tt * 1e3:>13.1f}{td / ours[s]:>9.2f}"
-                      f"{tt / ours[s]:>12.2f}{tt / tf:>18.2f}", flush=True)
-    print("x own float: our step / our float step; x torch(+tun): PyTorch time / our time "
-          "(> 1: we are faster); +tun: PyTorch with GLIBC_TUNABLES (no munmap); torch x own "
-          "float: PyTorch's quantized step / its float step. Median of", args.steps, "steps.")
+                ot = o_tun[key] if o_tun else nan
+                print(f"{net:<10}{s:<8}{nt:>4}{ours[s] * 1e3:>9.1f}{ot * 1e3:>12.1f}"
+                      f"{ours[s] / ours['float']:>12.2f}{td * 1e3:>10.1f}{tt * 1e3:>13.1f}"
+                      f"{td / ours[s]:>9.2f}{tt / ot:>12.2f}{tt / tf:>18.2f}", flush=True)
+    print("x own float: our step / our float step; x torch: PyTorch time / our time, both with "
+          "glibc's default malloc; x torch+tun: the same with GLIBC_TUNABLES (no munmap) for both "
+          "(> 1: we are faster); torch x own float: PyTorch's quantized step / its float step. "
+          "Median of", args.steps, "steps.")
 
 
 if __name__ == "__main__":
