@@ -421,6 +421,18 @@ error:
     return NULL;
 }
 
+/* The (dx, dgamma, dbeta) result of a batch-norm backward, or NULL with the kernel's status (or
+ * the allocation's exception) raised and the three arrays released. */
+static PyObject *bn_grads_result(const char *who, int rc, PyArrayObject *dx, PyArrayObject *dg,
+                                 PyArrayObject *db) {
+    if (dx && dg && db && !rc) return Py_BuildValue("(NNN)", dx, dg, db);
+    if (rc) raise_status(who, rc);
+    Py_XDECREF(dx);
+    Py_XDECREF(dg);
+    Py_XDECREF(db);
+    return NULL;
+}
+
 static PyObject *py_batchnorm_backward(PyObject *self, PyObject *args, PyObject *kw) {
     (void)self;
     static char *kwlist[] = {"who", "dy", "x", "gamma", "batch_mean", "inv_std", "out", "beta",
@@ -457,7 +469,7 @@ static PyObject *py_batchnorm_backward(PyObject *self, PyObject *args, PyObject 
     PyArrayObject *dg = (PyArrayObject *)PyArray_SimpleNew(1, (npy_intp *)&C, NPY_FLOAT32);
     PyArrayObject *db = (PyArrayObject *)PyArray_SimpleNew(1, (npy_intp *)&C, NPY_FLOAT32);
     int rc;
-    if (!dg || !db) goto error;
+    if (!dg || !db) return bn_grads_result(who, 0, dx, dg, db);
     Py_BEGIN_ALLOW_THREADS
     if (act.kind == QNN_BN_ACT_NONE)
         rc = qnn_bn_backward(m, c, PyArray_DATA(dy), PyArray_DATA(x),
@@ -470,13 +482,7 @@ static PyObject *py_batchnorm_backward(PyObject *self, PyObject *args, PyObject 
                                  PyArray_DATA(is), &act, PyArray_DATA(dx), PyArray_DATA(dg),
                                  PyArray_DATA(db));
     Py_END_ALLOW_THREADS
-    if (rc) { raise_status(who, rc); goto error; }
-    return Py_BuildValue("(NNN)", dx, dg, db);
-error:
-    Py_DECREF(dx);
-    Py_XDECREF(dg);
-    Py_XDECREF(db);
-    return NULL;
+    return bn_grads_result(who, rc, dx, dg, db);
 }
 
 /* ------------------------------------------------------------------ batch norm + act + max pool */
@@ -641,7 +647,7 @@ static PyObject *py_batchnorm_act_maxpool_backward(PyObject *self, PyObject *arg
     PyArrayObject *dg = (PyArrayObject *)PyArray_SimpleNew(1, (npy_intp *)&C, NPY_FLOAT32);
     PyArrayObject *db = (PyArrayObject *)PyArray_SimpleNew(1, (npy_intp *)&C, NPY_FLOAT32);
     int rc;
-    if (!dx || !dg || !db) goto error;
+    if (!dx || !dg || !db) return bn_grads_result(who, 0, dx, dg, db);
     Py_BEGIN_ALLOW_THREADS
     rc = qnn_bn_act_maxpool_backward(&s, PyArray_DATA(dy), PyArray_DATA(x), ip,
                                      PyArray_DATA(xsel), gamma ? PyArray_DATA(gamma) : NULL,
@@ -649,13 +655,7 @@ static PyObject *py_batchnorm_act_maxpool_backward(PyObject *self, PyObject *arg
                                      PyArray_DATA(is), &act, PyArray_DATA(dx), PyArray_DATA(dg),
                                      PyArray_DATA(db));
     Py_END_ALLOW_THREADS
-    if (rc) { raise_status(who, rc); goto error; }
-    return Py_BuildValue("(NNN)", dx, dg, db);
-error:
-    Py_XDECREF(dx);
-    Py_XDECREF(dg);
-    Py_XDECREF(db);
-    return NULL;
+    return bn_grads_result(who, rc, dx, dg, db);
 }
 
 /* ------------------------------------------------------------------ softmax cross-entropy */
