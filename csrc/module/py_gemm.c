@@ -118,17 +118,50 @@ static int parse_shape4(const char *who, const char *arg, PyObject *obj, npy_int
     return 0;
 }
 
+/* ------------------------------------------------------------------ bias + activation epilogue */
+
+/* bias (None or float32 of shape (n,)) and act (None, 'linear' or 'relu') of the entry points
+ * that fuse them into the GEMM epilogue. Sets *use (0: nothing to fuse) and fills *ba. */
+static int bias_act_arg(const char *who, PyObject *bo, PyObject *ao, npy_intp n, qnn_bias_act *ba,
+                        int *use) {
+    *ba = (qnn_bias_act){NULL, 0};
+    *use = 0;
+    if (bo != Py_None) {
+        PyArrayObject *b = qnn_arg_f32(who, "bias", bo);
+        if (!b || qnn_check_shape(who, "bias", b, 1, &n, " (one per output channel)")) return -1;
+        ba->bias = PyArray_DATA(b);
+        *use = 1;
+    }
+    if (ao != Py_None) {
+        if (!PyUnicode_Check(ao)) {
+            PyErr_Format(PyExc_TypeError, "%s: act must be None, 'linear' or 'relu', got %s", who,
+                         Py_TYPE(ao)->tp_name);
+            return -1;
+        }
+        if (PyUnicode_CompareWithASCIIString(ao, "relu") == 0) {
+            ba->relu = 1;
+            *use = 1;
+        } else if (PyUnicode_CompareWithASCIIString(ao, "linear") != 0) {
+            PyErr_Format(PyExc_ValueError, "%s: act must be None, 'linear' or 'relu', got '%U'",
+                         who, ao);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* ------------------------------------------------------------------ gemm */
 
 static PyObject *py_gemm(PyObject *self, PyObject *args, PyObject *kw) {
     (void)self;
-    static char *kwlist[] = {"who", "a", "b", "out", "trans_a", "trans_b", "alpha", "beta", NULL};
+    static char *kwlist[] = {"who", "a", "b", "out", "trans_a", "trans_b", "alpha", "beta",
+                             "bias", "act", NULL};
     const char *who;
-    PyObject *ao, *bo, *out = Py_None;
+    PyObject *ao, *bo, *out = Py_None, *biaso = Py_None, *acto = Py_None;
     int ta = 0, tb = 0;
     double alpha = 1.0, beta = 0.0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "sOO|Oppdd:gemm", kwlist, &who, &ao, &bo, &out,
-                                     &ta, &tb, &alpha, &beta))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "sOO|OppddOO:gemm", kwlist, &who, &ao, &bo, &out,
+                                     &ta, &tb, &alpha, &beta, &biaso, &acto))
         return NULL;
     PyArrayObject *a = qnn_arg_f32(who, "a", ao);
     if (!a) return NULL;
@@ -157,15 +190,19 @@ static PyObject *py_gemm(PyObject *self, PyObject *args, PyObject *kw) {
         PyErr_Format(PyExc_ValueError, "%s: beta=%g needs out= (the C that beta scales)", who, beta);
         return NULL;
     }
+    qnn_bias_act ba;
+    int fuse;
+    if (bias_act_arg(who, biaso, acto, N, &ba, &fuse)) return NULL;
+    const qnn_gemm_epilogue ep = {qnn_bias_act_apply, &ba};
     npy_intp dims[2] = {M, N};
-    PyArrayObject *ins[2] = {a, b};
-    PyArrayObject *c = make_out(who, out, 2, dims, ins, 2);
+    PyArrayObject *ins[3] = {a, b, biaso == Py_None ? NULL : (PyArrayObject *)biaso};
+    PyArrayObject *c = make_out(who, out, 2, dims, ins, biaso == Py_None ? 2 : 3);
     if (!c) return NULL;
     int rc;
     Py_BEGIN_ALLOW_THREADS
     rc = qnn_sgemm(ta, tb, (size_t)M, (size_t)N, (size_t)K, (float)alpha, PyArray_DATA(a),
                    (size_t)PyArray_DIM(a, 1), PyArray_DATA(b), (size_t)PyArray_DIM(b, 1),
-                   (float)beta, PyArray_DATA(c), (size_t)N);
+                   (float)beta, PyArray_DATA(c), (size_t)N, fuse ? &ep : NULL);
     Py_END_ALLOW_THREADS
     if (rc) { Py_DECREF(c); qnn_raise_status(who, rc); return NULL; }
     return (PyObject *)c;
@@ -317,11 +354,12 @@ static PyObject *finish(const char *who, int rc, PyArrayObject *o) {
 
 static PyObject *py_conv2d_forward(PyObject *self, PyObject *args, PyObject *kw) {
     (void)self;
-    static char *kwlist[] = {"who", "x", "w", "strides", "padding", "dilation", "groups", "out", NULL};
+    static char *kwlist[] = {"who", "x", "w", "strides", "padding", "dilation", "groups", "out",
+                             "bias", "act", NULL};
     const char *who;
-    PyObject *xo, *wo, *so, *po, *dio, *go, *out = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "sOOOOOO|O:conv2d_forward", kwlist, &who, &xo, &wo,
-                                     &so, &po, &dio, &go, &out))
+    PyObject *xo, *wo, *so, *po, *dio, *go, *out = Py_None, *biaso = Py_None, *acto = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "sOOOOOO|OOO:conv2d_forward", kwlist, &who, &xo,
+                                     &wo, &so, &po, &dio, &go, &out, &biaso, &acto))
         return NULL;
     PyArrayObject *x, *w;
     npy_intp xd[4], wd[4], yd[4];
@@ -330,12 +368,16 @@ static PyObject *py_conv2d_forward(PyObject *self, PyObject *args, PyObject *kw)
         conv_setup(who, "x", xd, "w", wd, so, po, dio, go, &s))
         return NULL;
     y_dims(&s, yd);
-    PyArrayObject *ins[2] = {x, w};
-    PyArrayObject *y = make_out(who, out, 4, yd, ins, 2);
+    qnn_bias_act ba;
+    int fuse;
+    if (bias_act_arg(who, biaso, acto, yd[3], &ba, &fuse)) return NULL;
+    PyArrayObject *ins[3] = {x, w, biaso == Py_None ? NULL : (PyArrayObject *)biaso};
+    PyArrayObject *y = make_out(who, out, 4, yd, ins, biaso == Py_None ? 2 : 3);
     if (!y) return NULL;
     int rc;
     Py_BEGIN_ALLOW_THREADS
-    rc = qnn_conv2d_forward(&s, PyArray_DATA(x), PyArray_DATA(w), PyArray_DATA(y));
+    rc = qnn_conv2d_forward(&s, PyArray_DATA(x), PyArray_DATA(w), fuse ? &ba : NULL,
+                            PyArray_DATA(y));
     Py_END_ALLOW_THREADS
     return finish(who, rc, y);
 }
@@ -474,10 +516,13 @@ static PyObject *py_bias_grad(PyObject *self, PyObject *args, PyObject *kw) {
 
 PyMethodDef qnn_gemm_methods[] = {
     {"gemm", KWFN(py_gemm),
-     "gemm(who, a, b, out=None, trans_a=False, trans_b=False, alpha=1.0, beta=0.0): "
-     "alpha*op(a)@op(b) + beta*out (float32)."},
+     "gemm(who, a, b, out=None, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, bias=None, "
+     "act=None): act(alpha*op(a)@op(b) + beta*out + bias) (float32); bias (N,) and act "
+     "(None, 'linear', 'relu') run in the GEMM epilogue, with the bits of separate kernels."},
     {"conv2d_forward", KWFN(py_conv2d_forward),
-     "conv2d_forward(who, x, w, strides, padding, dilation, groups, out=None): NHWC x HWIO."},
+     "conv2d_forward(who, x, w, strides, padding, dilation, groups, out=None, bias=None, "
+     "act=None): NHWC x HWIO; bias (Cout,) and act (None, 'linear', 'relu') fused into the "
+     "GEMM epilogue."},
     {"conv2d_backward_input", KWFN(py_conv2d_backward_input),
      "conv2d_backward_input(who, dy, w, x_shape, strides, padding, dilation, groups, out=None) -> dx."},
     {"conv2d_backward_filter", KWFN(py_conv2d_backward_filter),

@@ -6,7 +6,8 @@ import numpy as np
 from .. import _core
 from ..quantizers import get_quantizer
 from .base import Layer, _shape_str, positive_int
-from .quant_utils import QuantizedWeightsMixin, act_backward, act_config, act_forward
+from .quant_utils import (QuantizedWeightsMixin, act_backward, act_config, act_forward,
+                          epilogue_args, epilogue_cache)
 
 
 def _tuple(v, n, what, who):
@@ -131,11 +132,15 @@ class _Conv(QuantizedWeightsMixin, Layer):
         x4 = self._to2d(x)
         kq = self._quantized_kernel(training)
         pads = self._pads(x.shape[1:-1])
+        # bias and relu run in the GEMM epilogue, on each block of z while it is in cache
+        bias, fused, rest = epilogue_args(
+            self.activation, self._quantize("bias", training) if self.use_bias else None)
         z = _core.conv2d_forward(self.name, x4, self._kernel2d(kq), self._s2(), pads, self._d2(),
-                                 self.groups)
-        if self.use_bias:
-            z = _core.bias_add(self.name, z, self._quantize("bias", training), out=z)
-        y, self._act_cache = act_forward(self.activation, z, training)
+                                 self.groups, bias=bias, act=fused)
+        if rest is None:
+            y, self._act_cache = z, epilogue_cache(fused, z, training)
+        else:
+            y, self._act_cache = act_forward(rest, z, training)
         self._cache = (x4, kq, pads, x.shape)
         return y.reshape(y.shape[0], y.shape[2], y.shape[3]) if self.rank == 1 else y
 
@@ -257,10 +262,14 @@ class DepthwiseConv2D(QuantizedWeightsMixin, Layer):
         c = x.shape[-1]
         w = kq.reshape(self.kernel_size + (1, c * self.depth_multiplier))
         pads = self._conv._pads(x.shape[1:-1])
-        z = _core.conv2d_forward(self.name, x, w, self.strides, pads, self.dilation_rate, c)
-        if self.use_bias:
-            z = _core.bias_add(self.name, z, self._quantize("bias", training), out=z)
-        y, self._act_cache = act_forward(self.activation, z, training)
+        bias, fused, rest = epilogue_args(
+            self.activation, self._quantize("bias", training) if self.use_bias else None)
+        z = _core.conv2d_forward(self.name, x, w, self.strides, pads, self.dilation_rate, c,
+                                 bias=bias, act=fused)
+        if rest is None:
+            y, self._act_cache = z, epilogue_cache(fused, z, training)
+        else:
+            y, self._act_cache = act_forward(rest, z, training)
         self._cache = (x, w, pads, kq.shape)
         return y
 
@@ -349,11 +358,15 @@ class _SeparableConv(QuantizedWeightsMixin, Layer):
         h = _core.conv2d_forward(self.name, x4, wd, d._s2(), pads, d._d2(), c)
         h, self._dw_act_cache = act_forward(self.depthwise_activation, h, training)
         h2 = h.reshape(-1, h.shape[-1])
-        z = _core.gemm(self.name, h2, pq.reshape(pq.shape[-2], pq.shape[-1]))
-        if self.use_bias:
-            z = _core.bias_add(self.name, z, self._quantize("bias", training), out=z)
+        bias, fused, rest = epilogue_args(
+            self.activation, self._quantize("bias", training) if self.use_bias else None)
+        z = _core.gemm(self.name, h2, pq.reshape(pq.shape[-2], pq.shape[-1]), bias=bias,
+                       act=fused)
         z = z.reshape(h.shape[:-1] + (self.filters,))
-        y, self._act_cache = act_forward(self.activation, z, training)
+        if rest is None:
+            y, self._act_cache = z, epilogue_cache(fused, z, training)
+        else:
+            y, self._act_cache = act_forward(rest, z, training)
         self._cache = (x4, wd, pads, dq.shape, h2, pq, h.shape, x.shape)
         return y.reshape(y.shape[0], y.shape[2], y.shape[3]) if self.rank == 1 else y
 

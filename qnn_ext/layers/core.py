@@ -4,7 +4,8 @@ import numpy as np
 
 from .. import _core, backend
 from .base import F32, Layer, _shape_str, positive_int
-from .quant_utils import QuantizedWeightsMixin, act_config, act_forward, resolve_activation
+from .quant_utils import (QuantizedWeightsMixin, act_config, act_forward, epilogue_args,
+                          epilogue_cache, resolve_activation)
 
 
 class Dense(QuantizedWeightsMixin, Layer):
@@ -40,10 +41,14 @@ class Dense(QuantizedWeightsMixin, Layer):
     def call(self, x, training=False):
         kq = self._quantize("kernel", training)
         x2 = x.reshape(-1, x.shape[-1])
-        z = _core.gemm(self.name, x2, kq)
-        if self.use_bias:
-            z = _core.bias_add(self.name, z, self._quantize("bias", training), out=z)
-        y, self._act_cache = act_forward(self.activation, z, training)
+        # bias and relu run in the GEMM epilogue, on each block of z while it is in cache
+        bias, fused, rest = epilogue_args(
+            self.activation, self._quantize("bias", training) if self.use_bias else None)
+        z = _core.gemm(self.name, x2, kq, bias=bias, act=fused)
+        if rest is None:
+            y, self._act_cache = z, epilogue_cache(fused, z, training)
+        else:
+            y, self._act_cache = act_forward(rest, z, training)
         self._x2, self._kq, self._xshape = x2, kq, x.shape
         return y.reshape(x.shape[:-1] + (self.units,))
 

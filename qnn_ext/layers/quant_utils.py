@@ -32,6 +32,27 @@ def resolve_activation(identifier):
     return _activations.get("linear") if act is None else act
 
 
+def epilogue_args(act, bias):
+    """What a GEMM/conv epilogue can take over from a layer's bias add and activation:
+    ``(bias, act_name, rest)`` with act_name 'relu' or None and ``rest`` the activation still to
+    apply afterwards (None when the epilogue covers it)."""
+    if act is None or act is _activations.get("linear"):
+        return bias, None, None
+    if act is _activations.get("relu"):
+        return bias, "relu", None
+    return bias, None, act
+
+
+def epilogue_cache(act_name, y, training):
+    """The act_forward cache for an output whose relu ran in the epilogue: relu's gradient
+    reads only the sign of its input, and y > 0 exactly where the pre-activation is > 0 (NaN
+    and -0.0 pass through unchanged), so y stands in for the pre-activation."""
+    if act_name is None:
+        return None
+    relu = _activations.get("relu")
+    return (relu, y, y, training)
+
+
 def act_forward(act, x, training):
     """Apply an activation (None, a Keras activation or a quantizer); returns (y, cache)."""
     if act is None or act is _activations.get("linear"):

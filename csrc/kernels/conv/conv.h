@@ -13,6 +13,7 @@
 
 #include <stddef.h>
 
+#include "kernels/gemm/gemm.h" /* qnn_bias_act */
 #include "kernels/quant/quant.h" /* enum qnn_status */
 
 typedef struct qnn_conv2d_shape {
@@ -30,7 +31,9 @@ int qnn_conv2d_out_size(size_t in, size_t k, size_t s, size_t p0, size_t p1, siz
                         size_t *out);
 
 /* y = conv(x, w). All buffers dense, caller-owned; y is fully overwritten. */
-int qnn_conv2d_forward(const qnn_conv2d_shape *s, const float *x, const float *w, float *y);
+/* ba (may be NULL): bias add and relu fused into the GEMM epilogue (qnn_bias_act_apply). */
+int qnn_conv2d_forward(const qnn_conv2d_shape *s, const float *x, const float *w,
+                       const qnn_bias_act *ba, float *y);
 /* dx = d(sum(y*dy))/dx; dx (N, H, W, C) fully overwritten. */
 int qnn_conv2d_backward_input(const qnn_conv2d_shape *s, const float *dy, const float *w,
                               float *dx);

@@ -303,16 +303,25 @@ static int dw_backward_filter(const qnn_conv2d_shape *s, const float *x, const f
 
 /* ------------------------------------------------------------ general (GEMM) paths */
 
-int qnn_conv2d_forward(const qnn_conv2d_shape *s, const float *x, const float *w, float *y) {
+int qnn_conv2d_forward(const qnn_conv2d_shape *s, const float *x, const float *w,
+                       const qnn_bias_act *ba, float *y) {
     const size_t Cg = s->C / s->groups, COg = s->CO / s->groups;
-    if (Cg == 1 && s->groups > 1) { dw_forward(s, x, w, y); return QNN_OK; }
     const size_t M = s->N * s->HO * s->WO, K = s->KH * s->KW * Cg;
+    if (Cg == 1 && s->groups > 1) {
+        dw_forward(s, x, w, y);
+        if (ba) qnn_bias_act_apply(ba, 0, M, 0, s->CO, y, s->CO);
+        return QNN_OK;
+    }
     for (size_t g = 0; g < s->groups; g++) {
         const patch_ctx ctx = {s, x, g, s->C / s->groups};
         const qnn_apacker ap = {pack_patches, &ctx};
         const qnn_mat none = {NULL, 0, 0};
         const qnn_mat b = {w + g * COg, (idx)s->CO, 1};
-        const int rc = qnn_sgemm_ex(M, COg, K, 1.0f, none, &ap, b, NULL, 0.0f, y + g * COg, s->CO, 0);
+        /* the group's columns of C start at channel g * COg: so does its slice of the bias */
+        const qnn_bias_act gba = {ba && ba->bias ? ba->bias + g * COg : NULL, ba ? ba->relu : 0};
+        const qnn_gemm_epilogue ep = {qnn_bias_act_apply, &gba};
+        const int rc = qnn_sgemm_ex(M, COg, K, 1.0f, none, &ap, b, NULL, 0.0f, y + g * COg, s->CO,
+                                    ba ? &ep : NULL, 0);
         if (rc) return rc;
     }
     return QNN_OK;
@@ -370,7 +379,7 @@ static int backward_input_flipped(const qnn_conv2d_shape *s, const float *dy, co
                 for (size_t j = 0; j < COg; j++)
                     d[j * s->C + g * Cg + ci] = src[ci * s->CO + g * COg + j];
     }
-    const int rc = qnn_conv2d_forward(&t, dy, wt, dx);
+    const int rc = qnn_conv2d_forward(&t, dy, wt, NULL, dx);
     qnn_aligned_free(wt);
     return rc;
 }
@@ -399,7 +408,7 @@ int qnn_conv2d_backward_input(const qnn_conv2d_shape *s, const float *dy, const 
             /* dcol = dy_g @ w_g^T: w_g^T(j, k) = w[k*CO + g*COg + j]. */
             const qnn_mat a = {dy + n0 * s->HO * s->WO * s->CO + g * COg, (idx)s->CO, 1};
             const qnn_mat b = {w + g * COg, 1, (idx)s->CO};
-            const int rc = qnn_sgemm_ex(M, ldcol, COg, 1.0f, a, NULL, b, NULL, 0.0f, dcol, ldcol, 0);
+            const int rc = qnn_sgemm_ex(M, ldcol, COg, 1.0f, a, NULL, b, NULL, 0.0f, dcol, ldcol, NULL, 0);
             if (rc) { qnn_aligned_free(dcol); return rc; }
             col2im_gather(s, g, n0, cnt, dcol, dx);
         }
@@ -423,7 +432,7 @@ int qnn_conv2d_backward_filter(const qnn_conv2d_shape *s, const float *x, const 
             const qnn_mat none = {NULL, 0, 0};
             const qnn_mat b = {dy + g * COg, (idx)s->CO, 1};
             const int rc =
-                qnn_sgemm_ex(Kp, COg, P, 1.0f, none, &ap, b, NULL, 0.0f, dw + g * COg, s->CO, 0);
+                qnn_sgemm_ex(Kp, COg, P, 1.0f, none, &ap, b, NULL, 0.0f, dw + g * COg, s->CO, NULL, 0);
             if (rc) return rc;
         }
         return QNN_OK;
@@ -435,7 +444,7 @@ int qnn_conv2d_backward_filter(const qnn_conv2d_shape *s, const float *x, const 
         const qnn_bpacker bp = {pack_patches_b, &ctx};
         const qnn_mat a = {dy + g * COg, 1, (idx)s->CO};
         const qnn_mat none = {NULL, 0, 0};
-        const int rc = qnn_sgemm_ex(COg, Kp, P, 1.0f, a, NULL, none, &bp, 0.0f, dwt, Kp, 0);
+        const int rc = qnn_sgemm_ex(COg, Kp, P, 1.0f, a, NULL, none, &bp, 0.0f, dwt, Kp, NULL, 0);
         if (rc) { qnn_aligned_free(dwt); return rc; }
         for (size_t r = 0; r < Kp; r++)
             for (size_t j = 0; j < COg; j++) dw[r * s->CO + g * COg + j] = dwt[j * Kp + r];

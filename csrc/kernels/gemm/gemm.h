@@ -65,17 +65,37 @@ typedef struct qnn_bpacker {
     const void *ctx;
 } qnn_bpacker;
 
-/* C (M x N, row stride ldc, unit column stride) = alpha * A @ B + beta * C. A is M x K (either a
- * strided view `a` or produced by `ap` when ap != NULL), B is K x N (a strided view `b`, or
- * produced by `bp` when bp != NULL). `nthreads` caps the OpenMP
+/* Applied once to each block of C that is final (all of K reduced) while it is still in cache:
+ * rows [i0, i0+m), columns [j0, j0+n) of C (c points at C(0, 0), row stride ldc). Element-wise
+ * and thread-safe; the blocks cover C exactly once. */
+typedef struct qnn_gemm_epilogue {
+    void (*apply)(const void *ctx, size_t i0, size_t m, size_t j0, size_t n, float *c,
+                  size_t ldc);
+    const void *ctx;
+} qnn_gemm_epilogue;
+
+/* The bias + activation epilogue: C(i, j) = act(C(i, j) + bias[j]) (bias may be NULL; relu as
+ * the activation kernels compute it: x < 0 ? 0 : x), the same float operations as a separate
+ * bias add and activation, so the same bits. */
+typedef struct qnn_bias_act {
+    const float *bias;
+    int relu;
+} qnn_bias_act;
+void qnn_bias_act_apply(const void *ctx, size_t i0, size_t m, size_t j0, size_t n, float *c,
+                        size_t ldc);
+
+/* C (M x N, row stride ldc, unit column stride) = ep(alpha * A @ B + beta * C). A is M x K
+ * (either a strided view `a` or produced by `ap` when ap != NULL), B is K x N (a strided view
+ * `b`, or produced by `bp` when bp != NULL), ep an optional epilogue. `nthreads` caps the OpenMP
  * team (<= 0: the runtime's rule from the amount of work). Returns QNN_OK or QNN_ENOMEM.
- * Allocates its packing buffers per call (a persistent workspace is a later issue's work). */
+ * Allocates its packing buffers per call (glibc keeps them on its heap between calls). */
 int qnn_sgemm_ex(size_t M, size_t N, size_t K, float alpha, qnn_mat a, const qnn_apacker *ap,
-                 qnn_mat b, const qnn_bpacker *bp, float beta, float *c, size_t ldc, int nthreads);
+                 qnn_mat b, const qnn_bpacker *bp, float beta, float *c, size_t ldc,
+                 const qnn_gemm_epilogue *ep, int nthreads);
 
 /* BLAS-like row-major entry: op(A) = A (M x K, lda) or A^T (A stored K x M, lda). */
 int qnn_sgemm(int trans_a, int trans_b, size_t M, size_t N, size_t K, float alpha,
               const float *a, size_t lda, const float *b, size_t ldb, float beta, float *c,
-              size_t ldc);
+              size_t ldc, const qnn_gemm_epilogue *ep);
 
 #endif

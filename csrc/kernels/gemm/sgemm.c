@@ -96,6 +96,7 @@ typedef struct gemm_job {
     const qnn_bpacker *bp;
     float *c, *abuf, *bbuf;
     size_t ldc;
+    const qnn_gemm_epilogue *ep; /* applied to each finished block */
 } gemm_job;
 
 static size_t share(size_t n, int t, int nt) { return n * (size_t)t / (size_t)nt; }
@@ -141,6 +142,10 @@ static void gemm_run_bfull(const gemm_job *j, int tid, int nt) {
                     uk(kc, my_a + ir * QNN_KC, bsl + j0 * kc, j->c + (i0 + ir) * j->ldc + j0,
                        j->ldc, min_sz(mr, mc - ir), nn, j->alpha, bt);
             }
+        }
+        if (j->ep) { /* the row block is final and still in L2 */
+            const size_t j0 = s0 * nr, j1 = min_sz(j->N, s1 * nr);
+            if (j1 > j0) j->ep->apply(j->ep->ctx, i0, mc, j0, j1 - j0, j->c, j->ldc);
         }
     }
 }
@@ -189,6 +194,10 @@ static void gemm_run(const gemm_job *j, int tid, int nt) {
                            j->c + (i0 + ir) * j->ldc + jc + j0, j->ldc, min_sz(mr, mc - ir), nn,
                            j->alpha, bt);
                 }
+                if (j->ep && pc + kc >= j->K) { /* last K slice: this block is final */
+                    const size_t j0 = s0 * nr, j1 = min_sz(nc, s1 * nr);
+                    if (j1 > j0) j->ep->apply(j->ep->ctx, i0, mc, jc + j0, j1 - j0, j->c, j->ldc);
+                }
             }
             if (nt > 1) { /* the B panel is repacked next */
 #pragma omp barrier
@@ -202,7 +211,8 @@ static void gemm_run(const gemm_job *j, int tid, int nt) {
  * ~380 KB of A per thread; glibc keeps blocks of this size on its heap after the first call, so
  * repeated calls do not re-fault fresh pages). Returns QNN_OK or QNN_ENOMEM. */
 static int gemm_plan(gemm_job *j, size_t M, size_t N, size_t K, float alpha, const qnn_apacker *ap,
-                     const qnn_bpacker *bp, float beta, float *c, size_t ldc, int nt) {
+                     const qnn_bpacker *bp, float beta, float *c, size_t ldc,
+                     const qnn_gemm_epilogue *ep, int nt) {
     const size_t mr = (size_t)qnn_dispatch_table.sgemm_mr, nr = (size_t)qnn_dispatch_table.sgemm_nr;
     const size_t n_kc = (K + QNN_KC - 1) / QNN_KC;
     const size_t kcb = min_sz(round_up((K + n_kc - 1) / n_kc, 4), K);
@@ -212,7 +222,7 @@ static int gemm_plan(gemm_job *j, size_t M, size_t N, size_t K, float alpha, con
     if (nt > 1 && (M + mcb - 1) / mcb < (size_t)nt)
         mcb = round_up((M + (size_t)nt - 1) / (size_t)nt, mr);
     *j = (gemm_job){M, N, K, kcb, mcb, (M + mcb - 1) / mcb, round_up(mcb, mr) * QNN_KC, 0,
-                    alpha, beta, ap, bp, c, NULL, NULL, ldc};
+                    alpha, beta, ap, bp, c, NULL, NULL, ldc, ep};
     const size_t n_pc = (K + kcb - 1) / kcb, npad = round_up(N, nr);
     /* Whole B when it is small next to the C it would otherwise make us re-read. */
     j->bfull = n_pc > 1 && N <= QNN_NC && npad * K * sizeof(float) <= QNN_BFULL_BYTES &&
@@ -255,7 +265,8 @@ static void pack_b_shifted(const void *ctx, size_t k0, size_t kc, size_t j0, siz
  * split over tiles would repack the same A block on every thread and meet at a barrier for every
  * K slice. The summation order depends on the thread count only through the K split. */
 static int sgemm_split_k(size_t M, size_t N, size_t K, float alpha, const qnn_apacker *ap,
-                         const qnn_bpacker *bp, float beta, float *c, size_t ldc, int nt) {
+                         const qnn_bpacker *bp, float beta, float *c, size_t ldc,
+                         const qnn_gemm_epilogue *ep, int nt) {
     float *part = qnn_aligned_alloc((size_t)(nt - 1) * M * N * sizeof(float));
     if (!part) return QNN_ENOMEM;
     int rc = QNN_OK;
@@ -271,9 +282,9 @@ static int sgemm_split_k(size_t M, size_t N, size_t K, float alpha, const qnn_ap
         const qnn_apacker a1 = {pack_a_shifted, &sa};
         const qnn_bpacker b1 = {pack_b_shifted, &sb};
         gemm_job j;
-        const int r = t == 0 ? gemm_plan(&j, M, N, k1 - k0, alpha, &a1, &b1, beta, c, ldc, 1)
+        const int r = t == 0 ? gemm_plan(&j, M, N, k1 - k0, alpha, &a1, &b1, beta, c, ldc, NULL, 1)
                              : gemm_plan(&j, M, N, k1 - k0, alpha, &a1, &b1, 0.0f,
-                                         part + (size_t)(t - 1) * M * N, N, 1);
+                                         part + (size_t)(t - 1) * M * N, N, NULL, 1);
         if (r == QNN_OK) {
             gemm_run(&j, 0, 1);
             gemm_free(&j);
@@ -289,6 +300,7 @@ static int sgemm_split_k(size_t M, size_t N, size_t K, float alpha, const qnn_ap
                 const float *pi = part + ((size_t)(u - 1) * M + (size_t)i) * N;
                 for (size_t j2 = 0; j2 < N; j2++) ci[j2] += pi[j2];
             }
+            if (ep && rc == QNN_OK) ep->apply(ep->ctx, (size_t)i, 1, 0, N, c, ldc);
         }
     }
     qnn_aligned_free(part);
@@ -296,9 +308,14 @@ static int sgemm_split_k(size_t M, size_t N, size_t K, float alpha, const qnn_ap
 }
 
 int qnn_sgemm_ex(size_t M, size_t N, size_t K, float alpha, qnn_mat a, const qnn_apacker *ap,
-                 qnn_mat b, const qnn_bpacker *bp, float beta, float *c, size_t ldc, int nthreads) {
+                 qnn_mat b, const qnn_bpacker *bp, float beta, float *c, size_t ldc,
+                 const qnn_gemm_epilogue *ep, int nthreads) {
     if (M == 0 || N == 0) return QNN_OK;
-    if (K == 0 || alpha == 0.0f) { scale_c(M, N, beta, c, ldc); return QNN_OK; }
+    if (K == 0 || alpha == 0.0f) {
+        scale_c(M, N, beta, c, ldc);
+        if (ep) ep->apply(ep->ctx, 0, M, 0, N, c, ldc);
+        return QNN_OK;
+    }
     const size_t mr = (size_t)qnn_dispatch_table.sgemm_mr, nr = (size_t)qnn_dispatch_table.sgemm_nr;
     qnn_apacker dflt = {pack_a_strided, &a};
     if (!ap) ap = &dflt;
@@ -317,10 +334,10 @@ int qnn_sgemm_ex(size_t M, size_t N, size_t K, float alpha, qnn_mat a, const qnn
      * gradients: K = batch x pixels), where a tile split meets at two barriers per K slice. */
     if (nt > 1 && K >= (size_t)nt * 2 * QNN_KC && M * N <= ((size_t)1 << 20) &&
         (tiles < (size_t)nt * 64 || K >= 4 * (M > N ? M : N)))
-        return sgemm_split_k(M, N, K, alpha, ap, bp, beta, c, ldc, nt);
+        return sgemm_split_k(M, N, K, alpha, ap, bp, beta, c, ldc, ep, nt);
 
     gemm_job j;
-    const int rc = gemm_plan(&j, M, N, K, alpha, ap, bp, beta, c, ldc, nt);
+    const int rc = gemm_plan(&j, M, N, K, alpha, ap, bp, beta, c, ldc, ep, nt);
     if (rc) return rc;
     if (nt == 1) {
         gemm_run(&j, 0, 1);
@@ -334,8 +351,22 @@ int qnn_sgemm_ex(size_t M, size_t N, size_t K, float alpha, qnn_mat a, const qnn
 
 int qnn_sgemm(int trans_a, int trans_b, size_t M, size_t N, size_t K, float alpha,
               const float *a, size_t lda, const float *b, size_t ldb, float beta, float *c,
-              size_t ldc) {
+              size_t ldc, const qnn_gemm_epilogue *ep) {
     const qnn_mat am = trans_a ? (qnn_mat){a, 1, (ptrdiff_t)lda} : (qnn_mat){a, (ptrdiff_t)lda, 1};
     const qnn_mat bm = trans_b ? (qnn_mat){b, 1, (ptrdiff_t)ldb} : (qnn_mat){b, (ptrdiff_t)ldb, 1};
-    return qnn_sgemm_ex(M, N, K, alpha, am, NULL, bm, NULL, beta, c, ldc, 0);
+    return qnn_sgemm_ex(M, N, K, alpha, am, NULL, bm, NULL, beta, c, ldc, ep, 0);
+}
+
+void qnn_bias_act_apply(const void *ctx, size_t i0, size_t m, size_t j0, size_t n, float *c,
+                        size_t ldc) {
+    const qnn_bias_act *e = ctx;
+    for (size_t i = i0; i < i0 + m; i++) {
+        float *restrict ci = c + i * ldc + j0;
+        if (e->bias) {
+            const float *restrict b = e->bias + j0;
+            for (size_t j = 0; j < n; j++) ci[j] += b[j];
+        }
+        if (e->relu)
+            for (size_t j = 0; j < n; j++) ci[j] = ci[j] < 0.0f ? 0.0f : ci[j];
+    }
 }
