@@ -123,7 +123,7 @@ static PyObject *py_bnn_bitpack(PyObject *self, PyObject *args, PyObject *kw) {
     static char *kwlist[] = {"who", "x", "out", NULL};
     const char *who;
     PyObject *xo, *out = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "sO|O:bnn_bitpack", kwlist, &who, &xo, &out))
+    if (!qnn_parse_args(args, kw, "sO|O:bnn_bitpack", kwlist, &who, &xo, &out))
         return NULL;
     PyArrayObject *x = qnn_arg_f32(who, "x", xo);
     if (!x) return NULL;
@@ -187,9 +187,9 @@ static PyObject *py_bnn_conv2d(PyObject *self, PyObject *args, PyObject *kw) {
     PyObject *diro = Py_None, *wsumo = Py_None, *wso = Py_None, *out = Py_None;
     long long cin, CO;
     int imul, code_mul = 1, zp = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "ssOOLLOOOOis|OOOOiOiOO:bnn_conv2d", kwlist, &who,
-                                     &kind, &xo, &wo, &cin, &CO, &ko, &so, &po, &ibo, &imul, &mode,
-                                     &mulo, &addo, &thro, &diro, &code_mul, &wsumo, &zp, &wso, &out))
+    if (!qnn_parse_args(args, kw, "ssOOLLOOOOis|OOOOiOiOO:bnn_conv2d", kwlist, &who,
+                        &kind, &xo, &wo, &cin, &CO, &ko, &so, &po, &ibo, &imul, &mode,
+                        &mulo, &addo, &thro, &diro, &code_mul, &wsumo, &zp, &wso, &out))
         return NULL;
     /* 'tt': ternary weights on ternary activations (sign/nonzero word pairs) */
     const int tt = strcmp(kind, "tt") == 0;
@@ -369,8 +369,8 @@ static PyObject *py_bnn_maxpool(PyObject *self, PyObject *args, PyObject *kw) {
     const char *who;
     PyObject *xo, *ko, *so, *po;
     int planes = 1;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "sOOOO|i:bnn_maxpool", kwlist, &who, &xo, &ko, &so, &po,
-                                     &planes))
+    if (!qnn_parse_args(args, kw, "sOOOO|i:bnn_maxpool", kwlist, &who, &xo, &ko, &so, &po,
+                        &planes))
         return NULL;
     if (!PyArray_Check(xo) || (PyArray_TYPE((PyArrayObject *)xo) != NPY_UINT8 &&
                                PyArray_TYPE((PyArrayObject *)xo) != NPY_UINT64)) {
@@ -419,8 +419,8 @@ static PyObject *py_bnn_fthresh_pool(PyObject *self, PyObject *args, PyObject *k
     const char *who, *mode;
     PyObject *zo, *tho, *dio, *ko, *so, *po, *wo = Py_None, *cso = Py_None, *cpo = Py_None;
     int code_mul = 1;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "sOOOsOOO|iOOO:bnn_fthresh_pool", kwlist, &who, &zo,
-                                     &tho, &dio, &mode, &ko, &so, &po, &code_mul, &wo, &cso, &cpo))
+    if (!qnn_parse_args(args, kw, "sOOOsOOO|iOOO:bnn_fthresh_pool", kwlist, &who, &zo,
+                        &tho, &dio, &mode, &ko, &so, &po, &code_mul, &wo, &cso, &cpo))
         return NULL;
     const int bits = strcmp(mode, "bits") == 0 ? 1 : strcmp(mode, "tbits") == 0 ? 2 : 0;
     if (!bits && strcmp(mode, "codes") != 0) {
@@ -523,7 +523,7 @@ static PyObject *py_bnn_fconv(PyObject *self, PyObject *args, PyObject *kw) {
     static char *kwlist[] = {"who", "x", "w", "strides", "padding", "out", NULL};
     const char *who;
     PyObject *xo, *wo, *so, *po, *out = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "sOOOO|O:bnn_fconv", kwlist, &who, &xo, &wo, &so, &po, &out))
+    if (!qnn_parse_args(args, kw, "sOOOO|O:bnn_fconv", kwlist, &who, &xo, &wo, &so, &po, &out))
         return NULL;
     PyArrayObject *x = qnn_arg_f32(who, "x", xo), *w = x ? qnn_arg_f32(who, "w", wo) : NULL;
     if (!w) return NULL;
