@@ -468,8 +468,8 @@ static PyObject *py_bias_grad(PyObject *self, PyObject *args, PyObject *kw) {
     PyArrayObject *db = (PyArrayObject *)PyArray_SimpleNew(1, &C, NPY_FLOAT32);
     if (!db) return NULL;
     const size_t c = (size_t)C;
-    size_t rows = 1;
-    for (int i = 0; i + 1 < PyArray_NDIM(dy); i++) rows *= (size_t)PyArray_DIM(dy, i);
+    /* from the size, not the product of the leading dims: with C == 0 that product may wrap */
+    const size_t rows = c ? (size_t)PyArray_SIZE(dy) / c : 0;
     int rc;
     Py_BEGIN_ALLOW_THREADS
     rc = qnn_bias_grad(rows, c, PyArray_DATA(dy), PyArray_DATA(db));
