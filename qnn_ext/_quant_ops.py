@@ -41,6 +41,12 @@ def fwd(who, x, params, out=None, scale=None, scale2=None, inner=1):
     return _core.quant_forward(who, x, params, out, scale, scale2, inner)
 
 
+def check_out(who, x, out):
+    """Raise the kernels' error for an unusable out= (dtype, shape of x, contiguity, writeable,
+    overlap with x): an element-wise kernel call on empty x checks out= and writes nothing."""
+    _core.quant_forward(who, x, dict(op=OP["BITS_SIGN"]), out)
+
+
 def bwd(who, x, dy, params, out=None, scale=None, inner=1):
     return _core.quant_backward(who, x, dy, params, out, scale, inner)
 

@@ -279,7 +279,8 @@ static int conv_setup(const char *who, const char *xname, const npy_intp *xd, co
                              (npy_intp)s->C};
     if (checked_prod(ydims, 4) < 0 || checked_prod(col, 4) < 0 ||
         checked_prod(wd, 4) < 0) {
-        PyErr_Format(PyExc_ValueError, "%s: convolution of %s with %s is too large", who, xs, ws);
+        PyErr_Format(PyExc_ValueError, "%s: convolution of %s %s with %s %s is too large", who,
+                     xname, xs, wname, ws);
         return -1;
     }
     return 0;

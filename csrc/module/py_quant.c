@@ -68,12 +68,13 @@ static PyArrayObject *channel_vec(const char *who, const char *arg, PyObject *ob
     return a;
 }
 
-/* n must equal S*inner*k for some k (channel period S*inner), checked without overflow. */
-static int check_period(const char *who, npy_intp n, npy_intp S, npy_intp inner) {
+/* n must equal S*inner*k for some k (channel period S*inner), checked without overflow;
+ * `scale` names the per-channel vector whose length is S. */
+static int check_period(const char *who, const char *scale, npy_intp n, npy_intp S, npy_intp inner) {
     if (inner < 1 || S < 1 || S > NPY_MAX_INTP / inner || (n % (S * inner)) != 0) {
         PyErr_Format(PyExc_ValueError,
-                     "%s: x has %zd elements, not a multiple of channels (%zd) x inner (%zd)",
-                     who, (Py_ssize_t)n, (Py_ssize_t)S, (Py_ssize_t)inner);
+                     "%s: x has %zd elements, not a multiple of channels (%zd, the length of %s) x "
+                     "inner (%zd)", who, (Py_ssize_t)n, (Py_ssize_t)S, scale, (Py_ssize_t)inner);
         return -1;
     }
     return 0;
@@ -99,7 +100,7 @@ PyObject *qnn_py_quant_forward(PyObject *self, PyObject *args, PyObject *kw) {
     if (so != Py_None) {
         if (!(sc = channel_vec(who, "scale", so, 0))) return NULL;
         S = PyArray_DIM(sc, 0);
-        if (check_period(who, n, S, inner)) return NULL;
+        if (check_period(who, "scale", n, S, inner)) return NULL;
     }
     if (s2o != Py_None) {
         if (!sc) { PyErr_Format(PyExc_ValueError, "%s: scale2 needs scale", who); return NULL; }
@@ -146,7 +147,7 @@ PyObject *qnn_py_quant_backward(PyObject *self, PyObject *args, PyObject *kw) {
     if (so != Py_None) {
         if (!(sc = channel_vec(who, "scale", so, 0))) return NULL;
         S = PyArray_DIM(sc, 0);
-        if (check_period(who, n, S, inner)) return NULL;
+        if (check_period(who, "scale", n, S, inner)) return NULL;
     }
     PyArrayObject *ins[2] = {x, dy};
     PyArrayObject *dx = qnn_arg_out(who, "out", out, x, ins, 2);
@@ -279,13 +280,12 @@ int qnn_py_act_spec(const char *who, PyObject *spec, npy_intp n, qnn_py_act *a) 
     a->inner_f = a->inner_b = 1;
     PyObject *pfo, *sfo, *s2fo, *pbo, *sbo;
     Py_ssize_t inf, inb;
-    if (!PyTuple_Check(spec) ||
-        !PyArg_ParseTuple(spec, "OOOnOOn;act must be a tuple (params_f, scale_f, scale2_f, "
-                                "inner_f, params_b, scale_b, inner_b)",
-                          &pfo, &sfo, &s2fo, &inf, &pbo, &sbo, &inb)) {
-        if (!PyErr_Occurred())
-            PyErr_Format(PyExc_TypeError, "%s: act must be None, 'relu' or a quantizer spec tuple, "
-                         "got %s", who, Py_TYPE(spec)->tp_name);
+    if (!PyTuple_Check(spec) || PyTuple_GET_SIZE(spec) != 7 ||
+        !PyArg_ParseTuple(spec, "OOOnOOn", &pfo, &sfo, &s2fo, &inf, &pbo, &sbo, &inb)) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError, "%s: act must be None, 'relu' or a quantizer spec tuple "
+                     "(params_f, scale_f, scale2_f, inner_f, params_b, scale_b, inner_b), got %R",
+                     who, spec);
         return -1;
     }
     if (parse_params(who, pfo, &a->pf) || parse_params(who, pbo, &a->pb)) return -1;
@@ -295,7 +295,7 @@ int qnn_py_act_spec(const char *who, PyObject *spec, npy_intp n, qnn_py_act *a) 
     if (sfo != Py_None) {
         if (!(a->sc_f = channel_vec(who, "act scale_f", sfo, 0))) return -1;
         a->S_f = PyArray_DIM(a->sc_f, 0);
-        if (check_period(who, n, a->S_f, a->inner_f)) return -1;
+        if (check_period(who, "act scale_f", n, a->S_f, a->inner_f)) return -1;
     }
     if (s2fo != Py_None) {
         if (!a->sc_f) { PyErr_Format(PyExc_ValueError, "%s: act scale2_f needs scale_f", who); return -1; }
@@ -304,7 +304,7 @@ int qnn_py_act_spec(const char *who, PyObject *spec, npy_intp n, qnn_py_act *a) 
     if (sbo != Py_None) {
         if (!(a->sc_b = channel_vec(who, "act scale_b", sbo, 0))) return -1;
         a->S_b = PyArray_DIM(a->sc_b, 0);
-        if (check_period(who, n, a->S_b, a->inner_b)) return -1;
+        if (check_period(who, "act scale_b", n, a->S_b, a->inner_b)) return -1;
     }
     return 0;
 }
