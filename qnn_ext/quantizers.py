@@ -108,6 +108,16 @@ def _check_int(who, name, v, lo=None, hi=None):
     return int(v)
 
 
+def _check_flag(who, name, v):
+    """A QKeras flag (bool, or a number used as int(v)): a NaN, inf or non-number would fail deep
+    inside the parameter computation without the argument's name."""
+    if isinstance(v, (bool, np.bool_)):
+        return v
+    if not isinstance(v, numbers.Real) or not math.isfinite(v):
+        raise ValueError(f"{who}: {name} must be a bool or a finite number, got {v!r}")
+    return v
+
+
 # 2**bits is formed in float64 and used in float32: beyond 64 bits the scales overflow (inf or
 # an OverflowError without the argument's name), and no fixed-point format needs more.
 MAX_BITS = 64
@@ -149,6 +159,8 @@ def _check_alpha(who, alpha, strings=("auto", "auto_po2")):
     # outputs without an error
     if not np.all(np.abs(np.asarray(a, np.float64)) <= np.finfo(F32).max):
         raise ValueError(f"{who}: alpha must be finite (within float32 range), got {alpha!r}")
+    if np.size(a) == 0:
+        raise ValueError(f"{who}: alpha must not be an empty array")
     return a
 
 
@@ -265,8 +277,8 @@ class quantized_bits(BaseQuantizer):
         super().__init__()
         who = self._name
         self.bits = _check_int(who, "bits", bits, 1, MAX_BITS)
-        self.integer = _check_int(who, "integer", integer)
-        self.symmetric = symmetric
+        self.integer = _check_int(who, "integer", integer, -MAX_BITS, MAX_BITS)
+        self.symmetric = _check_flag(self._name, "symmetric", symmetric)
         self.keep_negative = keep_negative
         self.alpha = _check_alpha(who, alpha)
         self.use_stochastic_rounding = use_stochastic_rounding
@@ -532,8 +544,8 @@ class quantized_linear(BaseQuantizer):
         if isinstance(bits, numbers.Real) and not isinstance(bits, bool) and bits <= 0:
             raise ValueError(f"{who}: bits must be > 0, got {bits}")
         self._bits = _check_int(who, "bits", bits, 1, MAX_BITS)
-        self._integer = _check_int(who, "integer", integer)
-        self.symmetric = symmetric
+        self._integer = _check_int(who, "integer", integer, -MAX_BITS, MAX_BITS)
+        self.symmetric = _check_flag(self._name, "symmetric", symmetric)
         self._keep_negative = keep_negative
         if alpha is not None and not isinstance(alpha, str):
             if isinstance(alpha, bool) or not isinstance(alpha, (numbers.Real, list, tuple, np.ndarray)):
@@ -688,7 +700,7 @@ class quantized_relu(BaseQuantizer):
         super().__init__()
         who = self._name
         self.bits = _check_int(who, "bits", bits, 1, MAX_BITS)
-        self.integer = _check_int(who, "integer", integer)
+        self.integer = _check_int(who, "integer", integer, -MAX_BITS, MAX_BITS)
         self.use_sigmoid = use_sigmoid
         _check_po2_slope(who, negative_slope)
         self.negative_slope = negative_slope
@@ -772,7 +784,7 @@ class quantized_tanh(BaseQuantizer):
     def __init__(self, bits=8, use_stochastic_rounding=False, symmetric=False, use_real_tanh=False):
         super().__init__()
         self.bits = _check_int(self._name, "bits", bits, 1, MAX_BITS)
-        self.symmetric = symmetric
+        self.symmetric = _check_flag(self._name, "symmetric", symmetric)
         self.use_stochastic_rounding = use_stochastic_rounding
         self.use_real_tanh = use_real_tanh
 
@@ -817,7 +829,7 @@ class quantized_sigmoid(BaseQuantizer):
                  use_stochastic_rounding=False):
         super().__init__()
         self.bits = _check_int(self._name, "bits", bits, 1, MAX_BITS)
-        self.symmetric = symmetric
+        self.symmetric = _check_flag(self._name, "symmetric", symmetric)
         self.use_real_sigmoid = use_real_sigmoid
         self.use_stochastic_rounding = use_stochastic_rounding
 
@@ -859,8 +871,8 @@ class quantized_ulaw(BaseQuantizer):
     def __init__(self, bits=8, integer=0, symmetric=0, u=255.0):
         super().__init__()
         self.bits = _check_int(self._name, "bits", bits, 1, MAX_BITS)
-        self.integer = _check_int(self._name, "integer", integer)
-        self.symmetric = symmetric
+        self.integer = _check_int(self._name, "integer", integer, -MAX_BITS, MAX_BITS)
+        self.symmetric = _check_flag(self._name, "symmetric", symmetric)
         self.u = _check_real(self._name, "u", u)
         if self.u <= 0:
             raise ValueError(f"{self._name}: u must be > 0, got {u}")
