@@ -147,21 +147,18 @@ def _check_alpha(who, alpha, strings=("auto", "auto_po2")):
         return alpha
     if isinstance(alpha, bool):
         raise TypeError(f"{who}: alpha must be None, a number, an array or a string, got {alpha!r}")
-    if isinstance(alpha, numbers.Real):
-        a = alpha
-    else:
-        try:
-            a = np.asarray(alpha, dtype=F32)
-        except (TypeError, ValueError, OverflowError):
-            raise TypeError(f"{who}: alpha must be None, a number, an array or a string, "
-                            f"got {alpha!r}") from None
+    try:
+        a64 = np.asarray(alpha, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        raise TypeError(f"{who}: alpha must be None, a number, an array or a string, "
+                        f"got {alpha!r}") from None
     # the kernels scale in float32: NaN, inf or a number beyond float32 would give NaN/inf
-    # outputs without an error
-    if not np.all(np.abs(np.asarray(a, np.float64)) <= np.finfo(F32).max):
+    # outputs without an error (checked in float64, before the float32 cast could overflow)
+    if not np.all(np.abs(a64) <= np.finfo(F32).max):
         raise ValueError(f"{who}: alpha must be finite (within float32 range), got {alpha!r}")
-    if np.size(a) == 0:
+    if a64.size == 0:
         raise ValueError(f"{who}: alpha must not be an empty array")
-    return a
+    return alpha if isinstance(alpha, numbers.Real) else a64.astype(F32)
 
 
 def _fmt(v):

@@ -3,7 +3,7 @@ including the edge sizes (0, 1, SIMD widths +- 1), random geometry and quantizer
 ISA level and 1 or 2 threads. The example count comes from the hypothesis profile
 (tests/conftest.py: "ci" by default, "fuzz" in python/fuzz.py)."""
 import numpy as np
-from hypothesis import assume, given, strategies as st
+from hypothesis import assume, given, settings, strategies as st
 
 import npref
 import qnn_ext
@@ -176,3 +176,33 @@ def test_batchnorm_training_forward(rows, c, eps, isa, nt, seed):
     np.testing.assert_allclose(mean, x64.mean(0), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(var, x64.var(0), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(y, (x64 - x64.mean(0)) / np.sqrt(x64.var(0) + eps), rtol=1e-4, atol=1e-4)
+
+
+@settings(max_examples=6)  # large sizes: a few examples (the fuzz runner repeats the test)
+@given(m=st.integers(128, 400), n=st.integers(32, 200), k=st.integers(64, 300),
+       isa=st.sampled_from(ISAS[-1:]), seed=st.integers(0, 2 ** 16))
+def test_threads_give_identical_results(m, n, k, isa, seed):
+    """Sizes above the per-thread threshold (the small cases above run single-threaded whatever
+    the setting). Element-wise, pooling, bias and forward conv results are bit-identical for 1
+    and 2 threads; a GEMM that splits K across threads (the filter gradient) adds the partials
+    in thread order, so it may differ by float summation only (README "Training kernels")."""
+    count()
+    a, b = arr(seed, (m, k)), arr(seed + 1, (k, n))
+    x = arr(seed + 2, (2, 24, 24, max(k // 16, 1)))
+    w = arr(seed + 3, (3, 3, x.shape[3], 16))
+    q = quantizers.quantized_bits(4, 0, 1, alpha="auto_po2")
+    res = []
+    for nt in (1, 2):
+        with at(isa, nt):
+            y = _core.conv2d_forward("fuzz", x, w, (1, 1), (1, 1, 1, 1), (1, 1), 1)
+            res.append(dict(
+                gemm=_core.gemm("fuzz", a, b), y=y,
+                dw=_core.conv2d_backward_filter("fuzz", x, y, w.shape, (1, 1), (1, 1, 1, 1), (1, 1), 1),
+                pool=_core.pool2d_forward("fuzz", "max", y, (2, 2), (2, 2), (0, 0, 0, 0)),
+                q=q(a), db=_core.bias_grad("fuzz", y)))
+    for key in ("y", "pool", "q", "db"):
+        np.testing.assert_array_equal(res[0][key], res[1][key], err_msg=key)
+    bound_g = np.abs(a).astype(np.float64) @ np.abs(b)
+    close(res[1]["gemm"], res[0]["gemm"].astype(np.float64), bound_g)
+    bound_w = conv_dw_ref(np.abs(x), np.abs(res[0]["y"]), w.shape, (1, 1), (1, 1, 1, 1), (1, 1), 1)
+    close(res[1]["dw"], res[0]["dw"].astype(np.float64), bound_w)
