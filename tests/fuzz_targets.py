@@ -328,10 +328,12 @@ def run_loader(data):
         return
     finally:
         _no_code_ran()
-    shape = (1,) + tuple(m.inputs[0].shape[1:]) if hasattr(m, "inputs") else None
-    if shape is not None and all(isinstance(d, int) and d < 10_000 for d in shape):
-        y = m.predict(np.zeros(shape, np.float32), verbose=0)
-        assert np.asarray(y).shape[0] == 1
+    # an accepted file must give a model that runs (one zero sample per input)
+    shapes = [(1,) + tuple(t.shape[1:]) for t in m.inputs]
+    if all(isinstance(d, int) and 0 < d < 10_000 for sh in shapes for d in sh[1:]):
+        xs = [np.zeros(sh, np.float32) for sh in shapes]
+        y = m.predict(xs if len(xs) > 1 else xs[0], verbose=0)
+        assert all(np.asarray(o).shape[0] == 1 for o in (y if isinstance(y, list) else [y]))
 
 
 def run_deploy(data):

@@ -101,3 +101,27 @@ def test_pickled_npy_in_model_and_deploy_files_is_refused():
 def test_runner_inputs_are_reproducible():
     assert F.parser_input(random.Random(5)) == F.parser_input(random.Random(5))
     assert F.loader_input(random.Random(5)) == F.loader_input(random.Random(5))
+
+
+@pytest.mark.parametrize("field,value", [("input_layers", "x" * 300), ("output_layers", "out"),
+                                         ("input_layers", [])])
+def test_loader_regression_string_in_place_of_a_node_list(field, value):
+    """Found by the fuzzer (seed 476624136): input_layers = 'xxx...x' was read one character per
+    input layer, giving a loadable model with 300 inputs all fed to layer 'x'."""
+    import json
+    with zipfile.ZipFile(io.BytesIO(F.loader_seed())) as zf:
+        doc = json.loads(zf.read("config.json"))
+    doc["config"][field] = value
+    raw = _replace_member(F.loader_seed(), "config.json", json.dumps(doc).encode())
+    with pytest.raises(ModelFileError, match=field):
+        load_model(io.BytesIO(raw))
+
+
+def test_loader_regression_string_inbound_node():
+    import json
+    with zipfile.ZipFile(io.BytesIO(F.loader_seed())) as zf:
+        doc = json.loads(zf.read("config.json"))
+    doc["config"]["layers"][1]["inbound_nodes"] = [["xx"]]
+    raw = _replace_member(F.loader_seed(), "config.json", json.dumps(doc).encode())
+    with pytest.raises(ModelFileError, match="inbound node"):
+        load_model(io.BytesIO(raw))
