@@ -118,6 +118,11 @@ def _check_flag(who, name, v):
     return v
 
 
+def _check_po2_exponent(who, name, v):
+    """None or an int exponent of a float32 power of two (the kernels' range, [-126, 127])."""
+    return None if v is None else _check_int(who, name, v, -126, 127)
+
+
 # 2**bits is formed in float64 and used in float32: beyond 64 bits the scales overflow (inf or
 # an OverflowError without the argument's name), and no fixed-point format needs more.
 MAX_BITS = 64
@@ -300,8 +305,8 @@ class quantized_bits(BaseQuantizer):
         self.var_name = var_name
         self.use_variables = use_variables
         self.elements_per_scale = elements_per_scale
-        self.min_po2_exponent = min_po2_exponent
-        self.max_po2_exponent = max_po2_exponent
+        self.min_po2_exponent = _check_po2_exponent(self._name, "min_po2_exponent", min_po2_exponent)
+        self.max_po2_exponent = _check_po2_exponent(self._name, "max_po2_exponent", max_po2_exponent)
 
     def __str__(self):
         flags = [str(self.bits), str(self.integer), str(int(self.symmetric))]
@@ -1101,8 +1106,8 @@ class binary(BaseQuantizer):
         self.scale = None
         self.scale_axis = scale_axis
         self.elements_per_scale = elements_per_scale
-        self.min_po2_exponent = min_po2_exponent
-        self.max_po2_exponent = max_po2_exponent
+        self.min_po2_exponent = _check_po2_exponent(self._name, "min_po2_exponent", min_po2_exponent)
+        self.max_po2_exponent = _check_po2_exponent(self._name, "max_po2_exponent", max_po2_exponent)
 
     def __str__(self):
         flags = []

@@ -44,9 +44,17 @@ VALUES = ["0", "1", "4", "-1", "32", "64", "65", "1e9", "2147483648", "999999999
 CHARS = "()=,.'\"[] _-+e0123456789abcdefghijklmnopqrstuvwxyzAZ\t\n\\{}#:;"
 
 
+CONFIG_VALUES = [None, True, 0, 1, 4, -1, 2 ** 40, 1e400, float("nan"), "auto", "x", [], [1, 2],
+                 {"a": 1}, [[1.0]], 3.5]
+
+
 def parser_input(rnd):
-    """A quantizer string: a well-formed call of random names/args, then maybe mutated."""
+    """A quantizer string (a well-formed call of random names/args, then maybe mutated) or, one
+    time in five, a config dict {"class_name", "config"} with random fields (as in model files)."""
     name = rnd.choice(NAMES)
+    if rnd.random() < 0.2:
+        cfg = {rnd.choice(KEYS): rnd.choice(CONFIG_VALUES) for _ in range(rnd.randint(0, 4))}
+        return {"class_name": name, "config": cfg}
     if rnd.random() < 0.1:
         return name
     args = [rnd.choice(VALUES) for _ in range(rnd.randint(0, 4))]
@@ -71,10 +79,11 @@ def run_parser(s):
     from qnn_ext.quantizer_strings import QuantizerStringError, parse_quantizer_string
     from qnn_ext.quantizers import get_quantizer
     COUNTS["parser"] += 1
-    try:
-        parse_quantizer_string(s)
-    except QuantizerStringError:
-        pass
+    if isinstance(s, str):
+        try:
+            parse_quantizer_string(s)
+        except QuantizerStringError:
+            pass
     try:
         q = get_quantizer(s)
     except (ValueError, TypeError):
@@ -214,8 +223,9 @@ def mutate_npz(raw_npz, rnd):
 
 
 def mutate_file(raw, json_name, npz_name, rnd):
-    """One mutated model/deploy file: byte-level damage or a structural edit."""
-    op = rnd.randrange(6)
+    """One mutated model/deploy file: byte-level damage or a structural edit (weighted towards
+    JSON edits: byte damage mostly stops at the zip CRC check)."""
+    op = rnd.choice([0, 1, 2, 3, 3, 3, 3, 3, 4, 4, 5])
     if op == 0:  # flipped bytes
         data = bytearray(raw)
         for _ in range(rnd.randint(1, 8)):

@@ -46,6 +46,8 @@ def test_fuzz_deploy(rnd):
     "quantized_bits(4,0,symmetric=nan)",
     "quantized_bits(2147483648)",        # bits far beyond float32 scales
     "binary(alpha=1e400)",
+    "binary(inf,'auto_po2',[nan],min_po2_exponent=99999999999999999999)",  # OverflowError from C
+    "quantized_bits(4,0,1,alpha='auto_po2',max_po2_exponent=500)",
 ])
 def test_parser_regressions(s):
     F.run_parser(s)
