@@ -206,3 +206,21 @@ def test_threads_give_identical_results(m, n, k, isa, seed):
     close(res[1]["gemm"], res[0]["gemm"].astype(np.float64), bound_g)
     bound_w = conv_dw_ref(np.abs(x), np.abs(res[0]["y"]), w.shape, (1, 1), (1, 1, 1, 1), (1, 1), 1)
     close(res[1]["dw"], res[0]["dw"].astype(np.float64), bound_w)
+
+
+@given(bits=st.integers(1, 12), integer=st.integers(0, 3),
+       shape=st.lists(dims(0, 40), min_size=0, max_size=3), scale=st.sampled_from([0.1, 1.0, 8.0]),
+       isa=isas, nt=threads, seed=st.integers(0, 2 ** 16))
+def test_quantized_relu(bits, integer, shape, scale, isa, nt, seed):
+    count()
+    x = arr(seed, tuple(shape), scale)
+    with at(isa, nt):
+        got = quantizers.quantized_relu(bits, integer)(x)
+        grad = quantizers.quantized_relu(bits, integer).gradient(x, np.ones_like(x))
+    ref, _ = npref.ref_quantized_relu(x, bits=bits, integer=integer)
+    gref = npref.ref_quantized_relu_grad(x, np.ones_like(x), bits=bits, integer=integer)
+    t = x.astype(np.float64) * 2.0 ** (bits - integer)
+    clear = np.abs(t - np.floor(t) - 0.5) > 1e-4  # away from rounding ties
+    np.testing.assert_array_equal(got[clear], np.asarray(ref, F32)[clear])
+    edge = np.isclose(x, 2.0 ** integer * (1 - 2.0 ** -bits), rtol=1e-5) | (x == 0)
+    np.testing.assert_array_equal(np.asarray(grad)[~edge], np.asarray(gref, F32)[~edge])
