@@ -14,6 +14,19 @@ def _as_list(x):
     return list(x) if isinstance(x, (list, tuple)) else [x]
 
 
+
+def _layer_refs(refs, where):
+    """The layer names of a Keras node list ``[[name, node_index, tensor_index], ...]``. Checked:
+    a string in place of the list would otherwise be read one character per "layer"."""
+    if not isinstance(refs, list) or not refs:
+        raise ValueError(f"Model.from_config: {where} must be a non-empty list of "
+                         f"[layer_name, node_index, tensor_index], got {refs!r:.80}")
+    for r in refs:
+        if not isinstance(r, (list, tuple)) or not r or not isinstance(r[0], str):
+            raise ValueError(f"Model.from_config: {where} must hold [layer_name, node_index, "
+                             f"tensor_index] lists, got {r!r:.80}")
+    return [r[0] for r in refs]
+
 class Model(Layer):
     """``Model(inputs, outputs)``: a graph of layers from Input tensors to output tensors."""
 
@@ -573,14 +586,14 @@ class Model(Layer):
                 raise ValueError(f"Model.from_config: layer '{name}' must have exactly one "
                                  f"inbound node, got {len(nodes)}")
             try:
-                ins = [tensors[r[0]] for r in nodes[0]]
+                ins = [tensors[r] for r in _layer_refs(nodes[0], f"layer '{name}' inbound node")]
             except KeyError as e:
                 raise ValueError(f"Model.from_config: layer '{name}' is fed by unknown layer "
                                  f"{e.args[0]!r} (layers must be listed in order)") from None
             tensors[name] = layer(ins if len(ins) > 1 else ins[0])
         try:
-            inputs = [tensors[r[0]] for r in config["input_layers"]]
-            outputs = [tensors[r[0]] for r in config["output_layers"]]
+            inputs = [tensors[r] for r in _layer_refs(config.get("input_layers"), "input_layers")]
+            outputs = [tensors[r] for r in _layer_refs(config.get("output_layers"), "output_layers")]
         except KeyError as e:
             raise ValueError(f"Model.from_config: unknown input/output layer {e.args[0]!r}") from None
         return cls(inputs=inputs if len(inputs) > 1 else inputs[0],

@@ -95,7 +95,7 @@ def _get_integer_bits(min_value, max_value, bits=8, symmetric=False, keep_negati
 
 # ---------------------------------------------------------------- argument checks
 
-def _check_int(who, name, v, lo=None):
+def _check_int(who, name, v, lo=None, hi=None):
     if isinstance(v, bool) or not isinstance(v, numbers.Integral):
         if isinstance(v, numbers.Real) and float(v).is_integer():
             v = int(v)
@@ -103,7 +103,29 @@ def _check_int(who, name, v, lo=None):
             raise TypeError(f"{who}: {name} must be an int, got {v!r}")
     if lo is not None and v < lo:
         raise ValueError(f"{who}: {name} must be >= {lo}, got {v}")
+    if hi is not None and v > hi:
+        raise ValueError(f"{who}: {name} must be <= {hi}, got {v}")
     return int(v)
+
+
+def _check_flag(who, name, v):
+    """A QKeras flag (bool, or a number used as int(v)): a NaN, inf or non-number would fail deep
+    inside the parameter computation without the argument's name."""
+    if isinstance(v, (bool, np.bool_)):
+        return v
+    if not isinstance(v, numbers.Real) or not math.isfinite(v):
+        raise ValueError(f"{who}: {name} must be a bool or a finite number, got {v!r}")
+    return v
+
+
+def _check_po2_exponent(who, name, v):
+    """None or an int exponent of a float32 power of two (the kernels' range, [-126, 127])."""
+    return None if v is None else _check_int(who, name, v, -126, 127)
+
+
+# 2**bits is formed in float64 and used in float32: beyond 64 bits the scales overflow (inf or
+# an OverflowError without the argument's name), and no fixed-point format needs more.
+MAX_BITS = 64
 
 
 def _check_real(who, name, v, allow_none=False):
@@ -130,14 +152,18 @@ def _check_alpha(who, alpha, strings=("auto", "auto_po2")):
         return alpha
     if isinstance(alpha, bool):
         raise TypeError(f"{who}: alpha must be None, a number, an array or a string, got {alpha!r}")
-    if isinstance(alpha, numbers.Real):
-        return alpha
     try:
-        a = np.asarray(alpha, dtype=F32)
-    except (TypeError, ValueError):
+        a64 = np.asarray(alpha, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
         raise TypeError(f"{who}: alpha must be None, a number, an array or a string, "
                         f"got {alpha!r}") from None
-    return a
+    # the kernels scale in float32: NaN, inf or a number beyond float32 would give NaN/inf
+    # outputs without an error (checked in float64, before the float32 cast could overflow)
+    if not np.all(np.abs(a64) <= np.finfo(F32).max):
+        raise ValueError(f"{who}: alpha must be finite (within float32 range), got {alpha!r}")
+    if a64.size == 0:
+        raise ValueError(f"{who}: alpha must not be an empty array")
+    return alpha if isinstance(alpha, numbers.Real) else a64.astype(F32)
 
 
 def _fmt(v):
@@ -186,6 +212,8 @@ class BaseQuantizer:
     def __call__(self, x, training=None, out=None):
         x = K.as_input(self._name, x)
         self.built = True
+        if x.size == 0 and out is not None:
+            K.check_out(self._name, x, out)  # several _forward return early on empty x
         return self._forward(x, backend.resolve_training(training), out)
 
     def _fused_spec(self, x, training):
@@ -202,6 +230,8 @@ class BaseQuantizer:
         dy = K.as_input(self._name, dy, "dy")
         if dy.shape != x.shape:
             raise ValueError(f"{self._name}: dy must have the shape of x {x.shape}, got {dy.shape}")
+        if x.size == 0 and out is not None:
+            K.check_out(self._name, x, out)
         return self._backward(x, dy, backend.resolve_training(training), out)
 
     def get_config(self):
@@ -248,9 +278,9 @@ class quantized_bits(BaseQuantizer):
                  min_po2_exponent=None, max_po2_exponent=None, post_training_scale=None):
         super().__init__()
         who = self._name
-        self.bits = _check_int(who, "bits", bits, 1)
-        self.integer = _check_int(who, "integer", integer)
-        self.symmetric = symmetric
+        self.bits = _check_int(who, "bits", bits, 1, MAX_BITS)
+        self.integer = _check_int(who, "integer", integer, -MAX_BITS, MAX_BITS)
+        self.symmetric = _check_flag(self._name, "symmetric", symmetric)
         self.keep_negative = keep_negative
         self.alpha = _check_alpha(who, alpha)
         self.use_stochastic_rounding = use_stochastic_rounding
@@ -275,8 +305,8 @@ class quantized_bits(BaseQuantizer):
         self.var_name = var_name
         self.use_variables = use_variables
         self.elements_per_scale = elements_per_scale
-        self.min_po2_exponent = min_po2_exponent
-        self.max_po2_exponent = max_po2_exponent
+        self.min_po2_exponent = _check_po2_exponent(self._name, "min_po2_exponent", min_po2_exponent)
+        self.max_po2_exponent = _check_po2_exponent(self._name, "max_po2_exponent", max_po2_exponent)
 
     def __str__(self):
         flags = [str(self.bits), str(self.integer), str(int(self.symmetric))]
@@ -515,9 +545,9 @@ class quantized_linear(BaseQuantizer):
         who = self._name
         if isinstance(bits, numbers.Real) and not isinstance(bits, bool) and bits <= 0:
             raise ValueError(f"{who}: bits must be > 0, got {bits}")
-        self._bits = _check_int(who, "bits", bits, 1)
-        self._integer = _check_int(who, "integer", integer)
-        self.symmetric = symmetric
+        self._bits = _check_int(who, "bits", bits, 1, MAX_BITS)
+        self._integer = _check_int(who, "integer", integer, -MAX_BITS, MAX_BITS)
+        self.symmetric = _check_flag(self._name, "symmetric", symmetric)
         self._keep_negative = keep_negative
         if alpha is not None and not isinstance(alpha, str):
             if isinstance(alpha, bool) or not isinstance(alpha, (numbers.Real, list, tuple, np.ndarray)):
@@ -671,8 +701,8 @@ class quantized_relu(BaseQuantizer):
                  enable_fast_inference=False):
         super().__init__()
         who = self._name
-        self.bits = _check_int(who, "bits", bits, 1)
-        self.integer = _check_int(who, "integer", integer)
+        self.bits = _check_int(who, "bits", bits, 1, MAX_BITS)
+        self.integer = _check_int(who, "integer", integer, -MAX_BITS, MAX_BITS)
         self.use_sigmoid = use_sigmoid
         _check_po2_slope(who, negative_slope)
         self.negative_slope = negative_slope
@@ -755,8 +785,8 @@ class quantized_tanh(BaseQuantizer):
 
     def __init__(self, bits=8, use_stochastic_rounding=False, symmetric=False, use_real_tanh=False):
         super().__init__()
-        self.bits = _check_int(self._name, "bits", bits, 1)
-        self.symmetric = symmetric
+        self.bits = _check_int(self._name, "bits", bits, 1, MAX_BITS)
+        self.symmetric = _check_flag(self._name, "symmetric", symmetric)
         self.use_stochastic_rounding = use_stochastic_rounding
         self.use_real_tanh = use_real_tanh
 
@@ -800,8 +830,8 @@ class quantized_sigmoid(BaseQuantizer):
     def __init__(self, bits=8, symmetric=False, use_real_sigmoid=False,
                  use_stochastic_rounding=False):
         super().__init__()
-        self.bits = _check_int(self._name, "bits", bits, 1)
-        self.symmetric = symmetric
+        self.bits = _check_int(self._name, "bits", bits, 1, MAX_BITS)
+        self.symmetric = _check_flag(self._name, "symmetric", symmetric)
         self.use_real_sigmoid = use_real_sigmoid
         self.use_stochastic_rounding = use_stochastic_rounding
 
@@ -842,9 +872,9 @@ class quantized_ulaw(BaseQuantizer):
 
     def __init__(self, bits=8, integer=0, symmetric=0, u=255.0):
         super().__init__()
-        self.bits = _check_int(self._name, "bits", bits, 1)
-        self.integer = _check_int(self._name, "integer", integer)
-        self.symmetric = symmetric
+        self.bits = _check_int(self._name, "bits", bits, 1, MAX_BITS)
+        self.integer = _check_int(self._name, "integer", integer, -MAX_BITS, MAX_BITS)
+        self.symmetric = _check_flag(self._name, "symmetric", symmetric)
         self.u = _check_real(self._name, "u", u)
         if self.u <= 0:
             raise ValueError(f"{self._name}: u must be > 0, got {u}")
@@ -925,7 +955,7 @@ class quantized_po2(_po2_base):
                  var_name=None, use_ste=True, use_variables=False):
         super().__init__()
         who = self._name
-        self.bits = _check_int(who, "bits", bits, 2)
+        self.bits = _check_int(who, "bits", bits, 2, MAX_BITS)
         if self.bits > 17:
             raise ValueError(f"{who}: bits must be <= 17 (exponents beyond float32), got {bits}")
         self.max_value = max_value
@@ -981,7 +1011,7 @@ class quantized_relu_po2(_po2_base):
                  var_name=None, use_ste=True, use_variables=False):
         super().__init__()
         who = self._name
-        self.bits = _check_int(who, "bits", bits, 1)
+        self.bits = _check_int(who, "bits", bits, 1, MAX_BITS)
         if self.bits > 16:
             raise ValueError(f"{who}: bits must be <= 16 (exponents beyond float32), got {bits}")
         self.max_value = max_value
@@ -1076,8 +1106,8 @@ class binary(BaseQuantizer):
         self.scale = None
         self.scale_axis = scale_axis
         self.elements_per_scale = elements_per_scale
-        self.min_po2_exponent = min_po2_exponent
-        self.max_po2_exponent = max_po2_exponent
+        self.min_po2_exponent = _check_po2_exponent(self._name, "min_po2_exponent", min_po2_exponent)
+        self.max_po2_exponent = _check_po2_exponent(self._name, "max_po2_exponent", max_po2_exponent)
 
     def __str__(self):
         flags = []

@@ -483,6 +483,29 @@ def _compile(model, info, custom_objects, source):
     return opt
 
 
+DRY_RUN_MAX_ELEMENTS = 1 << 22
+
+
+def _dry_run(model, source):
+    """Run one zero sample, so that a config whose parts do not fit together (a quantizer alpha
+    of the wrong shape for its layer, ...) fails at load as a ModelFileError instead of at the
+    first predict with a bare NumPy error. Skipped when an input dim is unknown or the sample
+    would be large."""
+    try:
+        shapes = [tuple(t.shape[1:]) for t in model.inputs]
+    except Exception:  # noqa: BLE001 -- a model kind without symbolic inputs: nothing to run
+        return
+    if not shapes or any(not all(isinstance(d, int) and d > 0 for d in sh) or
+                         math.prod(sh) > DRY_RUN_MAX_ELEMENTS for sh in shapes):
+        return
+    xs = [np.zeros((1,) + sh, np.float32) for sh in shapes]
+    try:
+        model.predict(xs if len(xs) > 1 else xs[0], verbose=0)
+    except Exception as e:  # noqa: BLE001 -- any inconsistency between the layers
+        raise _err(source, "config", f"the model does not run on a zero input "
+                                     f"({type(e).__name__}: {e})") from None
+
+
 def load_model(filepath, custom_objects=None, compile=True):
     """A model written by ``Model.save``; compiled (with its optimizer state) if ``compile``."""
     if hasattr(filepath, "read"):
@@ -535,6 +558,7 @@ def load_model(filepath, custom_objects=None, compile=True):
                     raise _err(source, "training.optimizer", "too many optimizer arrays")
             arrays = _read_weights(_read_member(zf, infos[WEIGHTS_NAME], source), source, expected)
         model.set_weights([arrays[f"w{i:04d}"] for i in range(len(shapes))])
+        _dry_run(model, source)
         if compile and doc["compile"] is not None:
             opt = _compile(model, doc["compile"], custom_objects, source)
             if o is not None:

@@ -4,6 +4,8 @@
 (``qnn_ext.build_info()["isas_available"]``), switching with ``qnn_ext._core.set_isa`` and
 restoring the previous level afterwards, so results can be compared across levels.
 
+Hypothesis profiles "ci" (default) and "fuzz": see below.
+
 ``_reset_global_state`` (autouse): every test starts and ends in inference mode with the default
 hard internal sigmoid, whatever a failing test left behind.
 
@@ -11,7 +13,20 @@ qnn_ext is imported lazily: test modules that do not need the extension (for exa
 Python string-parser tests) must still collect when the extension is missing or broken.
 """
 
+import os
+
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Hypothesis profiles: "ci" (the default) keeps the property and fuzz tests to a few seconds in
+# all and derandomized, so a CI failure reproduces; python/fuzz.py runs the same tests under
+# "fuzz" (random, many examples) for a time budget. HYPOTHESIS_PROFILE=fuzz pytest ... also works.
+settings.register_profile("ci", max_examples=25, deadline=None, derandomize=True,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+settings.register_profile("fuzz", max_examples=100, deadline=None, derandomize=False,
+                          database=None,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 def _available_isas():

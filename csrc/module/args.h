@@ -25,8 +25,11 @@ int qnn_check_shape(const char *who, const char *arg, PyArrayObject *a, int nd,
                     const npy_intp *dims, const char *what);
 int qnn_arrays_overlap(PyArrayObject *a, PyArrayObject *b);
 /* Reads an optional int/float field of a params dict (missing -> default). */
-int qnn_dict_int(PyObject *d, const char *key, long long *out, long long dflt);
-int qnn_dict_float(PyObject *d, const char *key, float *out, float dflt);
+int qnn_dict_int(const char *who, PyObject *d, const char *key, long long *out, long long dflt);
+int qnn_dict_float(const char *who, PyObject *d, const char *key, float *out, float dflt);
+/* PyArg_ParseTupleAndKeywords whose errors name the entry point (after ':' in fmt) and the
+ * parameter ("gemm: alpha must be real number, not str"). */
+int qnn_parse_args(PyObject *args, PyObject *kw, const char *fmt, char **kwlist, ...);
 /* Raise the exception for a kernel status code. */
 void qnn_raise_status(const char *who, int status);
 

@@ -5,6 +5,7 @@
 #define PY_ARRAY_UNIQUE_SYMBOL qnn_ext_ARRAY_API
 #include <numpy/arrayobject.h>
 
+#include <limits.h>
 #include <stdlib.h>
 
 #include "module/py_quant.h"
@@ -71,10 +72,15 @@ static PyObject *py_get_isa(PyObject *self, PyObject *noargs) {
 
 static PyObject *py_set_num_threads(PyObject *self, PyObject *arg) {
     (void)self;
-    long n = PyLong_AsLong(arg);
-    if (n == -1 && PyErr_Occurred()) return NULL;
+    if (!PyLong_Check(arg)) {
+        PyErr_Format(PyExc_TypeError, "set_num_threads: n must be an int, got %s", Py_TYPE(arg)->tp_name);
+        return NULL;
+    }
+    int ovf = 0;
+    long n = PyLong_AsLongAndOverflow(arg, &ovf);
+    if (ovf) n = ovf > 0 ? LONG_MAX : LONG_MIN;
     if (n < 1 || n > 1024) {
-        PyErr_Format(PyExc_ValueError, "set_num_threads: n must be in [1, 1024], got %ld", n);
+        PyErr_Format(PyExc_ValueError, "set_num_threads: n must be in [1, 1024], got %R", arg);
         return NULL;
     }
     qnn_set_num_threads((int)n);

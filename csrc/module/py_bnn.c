@@ -123,7 +123,7 @@ static PyObject *py_bnn_bitpack(PyObject *self, PyObject *args, PyObject *kw) {
     static char *kwlist[] = {"who", "x", "out", NULL};
     const char *who;
     PyObject *xo, *out = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "sO|O:bnn_bitpack", kwlist, &who, &xo, &out))
+    if (!qnn_parse_args(args, kw, "sO|O:bnn_bitpack", kwlist, &who, &xo, &out))
         return NULL;
     PyArrayObject *x = qnn_arg_f32(who, "x", xo);
     if (!x) return NULL;
@@ -153,10 +153,10 @@ static PyObject *py_bnn_bitpack(PyObject *self, PyObject *args, PyObject *kw) {
 /* ------------------------------------------------------------------ geometry */
 
 /* Fills s from x's (N, H, W) and the kernel geometry; C and CO are set by the caller. */
-static int geometry(const char *who, PyArrayObject *x, PyObject *ko, PyObject *so, PyObject *po,
-                    qnn_conv2d_shape *s) {
+static int geometry(const char *who, PyArrayObject *x, const char *kname, PyObject *ko,
+                    PyObject *so, PyObject *po, qnn_conv2d_shape *s) {
     long long k[2], st[2], pd[4];
-    if (parse_ints(who, "kernel_size", ko, 2, 1, GEOM_MAX, k) ||
+    if (parse_ints(who, kname, ko, 2, 1, GEOM_MAX, k) ||
         parse_ints(who, "strides", so, 2, 1, GEOM_MAX, st) ||
         parse_ints(who, "padding", po, 4, 0, GEOM_MAX, pd))
         return -1;
@@ -187,9 +187,9 @@ static PyObject *py_bnn_conv2d(PyObject *self, PyObject *args, PyObject *kw) {
     PyObject *diro = Py_None, *wsumo = Py_None, *wso = Py_None, *out = Py_None;
     long long cin, CO;
     int imul, code_mul = 1, zp = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "ssOOLLOOOOis|OOOOiOiOO:bnn_conv2d", kwlist, &who,
-                                     &kind, &xo, &wo, &cin, &CO, &ko, &so, &po, &ibo, &imul, &mode,
-                                     &mulo, &addo, &thro, &diro, &code_mul, &wsumo, &zp, &wso, &out))
+    if (!qnn_parse_args(args, kw, "ssOOLLOOOOis|OOOOiOiOO:bnn_conv2d", kwlist, &who,
+                        &kind, &xo, &wo, &cin, &CO, &ko, &so, &po, &ibo, &imul, &mode,
+                        &mulo, &addo, &thro, &diro, &code_mul, &wsumo, &zp, &wso, &out))
         return NULL;
     /* 'tt': ternary weights on ternary activations (sign/nonzero word pairs) */
     const int tt = strcmp(kind, "tt") == 0;
@@ -227,7 +227,7 @@ static PyObject *py_bnn_conv2d(PyObject *self, PyObject *args, PyObject *kw) {
         return NULL;
     }
     qnn_conv2d_shape s;
-    if (geometry(who, x, ko, so, po, &s)) return NULL;
+    if (geometry(who, x, "kernel_size", ko, so, po, &s)) return NULL;
     s.C = (size_t)cin;
     s.CO = (size_t)CO;
     /* Sizes: every product below stays far from overflow given the bounds checked above,
@@ -291,9 +291,12 @@ static PyObject *py_bnn_conv2d(PyObject *self, PyObject *args, PyObject *kw) {
         return NULL;
     }
     qnn_epilogue e = {emode, imul, ibv, NULL, NULL, NULL, NULL, 0, (size_t)CO, code_mul};
+    PyArrayObject *mu_a = NULL, *ad_a = NULL, *th_a = NULL, *di_a = NULL;
     if (emode == QNN_EPI_FLOAT) {
         PyArrayObject *mu = qnn_arg_f32(who, "mul", mulo), *ad = mu ? qnn_arg_f32(who, "add", addo) : NULL;
         if (!ad || qnn_check_shape(who, "mul", mu, 1, cod, "") || qnn_check_shape(who, "add", ad, 1, cod, "")) return NULL;
+        mu_a = mu;
+        ad_a = ad;
         e.mul = PyArray_DATA(mu);
         e.add = PyArray_DATA(ad);
     } else {
@@ -315,6 +318,8 @@ static PyObject *py_bnn_conv2d(PyObject *self, PyObject *args, PyObject *kw) {
                          who, code_mul, (Py_ssize_t)nthr);
             return NULL;
         }
+        th_a = th;
+        di_a = di;
         e.thr = PyArray_DATA(th);
         e.dir = PyArray_DATA(di);
         e.nthr = (size_t)nthr;
@@ -335,8 +340,9 @@ static PyObject *py_bnn_conv2d(PyObject *self, PyObject *args, PyObject *kw) {
                                                : (npy_intp)CO};
     const int otype = emode == QNN_EPI_FLOAT ? NPY_FLOAT32 : emode == QNN_EPI_CODES ? NPY_UINT8 : NPY_UINT64;
     const char *oname = emode == QNN_EPI_FLOAT ? "float32" : emode == QNN_EPI_CODES ? "uint8" : "uint64";
-    PyArrayObject *ins[2] = {x, w};
-    PyArrayObject *o = make_out(who, out, 4, od, otype, oname, ins, 2);
+    /* every array the kernel reads while writing out */
+    PyArrayObject *ins[8] = {x, w, ib, wsum, mu_a, ad_a, th_a, di_a};
+    PyArrayObject *o = make_out(who, out, 4, od, otype, oname, ins, 8);
     if (!o) return NULL;
     /* A workspace in use by another thread is not shared: this call takes a private one. */
     qnn_bnn_ws local = {NULL, 0};
@@ -369,8 +375,8 @@ static PyObject *py_bnn_maxpool(PyObject *self, PyObject *args, PyObject *kw) {
     const char *who;
     PyObject *xo, *ko, *so, *po;
     int planes = 1;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "sOOOO|i:bnn_maxpool", kwlist, &who, &xo, &ko, &so, &po,
-                                     &planes))
+    if (!qnn_parse_args(args, kw, "sOOOO|i:bnn_maxpool", kwlist, &who, &xo, &ko, &so, &po,
+                        &planes))
         return NULL;
     if (!PyArray_Check(xo) || (PyArray_TYPE((PyArrayObject *)xo) != NPY_UINT8 &&
                                PyArray_TYPE((PyArrayObject *)xo) != NPY_UINT64)) {
@@ -382,7 +388,7 @@ static PyObject *py_bnn_maxpool(PyObject *self, PyObject *args, PyObject *kw) {
     PyArrayObject *x = arg_typed(who, "x", xo, bits ? NPY_UINT64 : NPY_UINT8, bits ? "uint64" : "uint8", 4);
     if (!x) return NULL;
     qnn_conv2d_shape s;
-    if (geometry(who, x, ko, so, po, &s)) return NULL;
+    if (geometry(who, x, "pool_size", ko, so, po, &s)) return NULL;
     s.C = s.CO = (size_t)PyArray_DIM(x, 3);
     long long pd[4] = {(long long)s.pt, (long long)s.pb, (long long)s.pl, (long long)s.pr};
     if ((size_t)pd[0] >= s.KH || (size_t)pd[1] >= s.KH || (size_t)pd[2] >= s.KW || (size_t)pd[3] >= s.KW) {
@@ -419,8 +425,8 @@ static PyObject *py_bnn_fthresh_pool(PyObject *self, PyObject *args, PyObject *k
     const char *who, *mode;
     PyObject *zo, *tho, *dio, *ko, *so, *po, *wo = Py_None, *cso = Py_None, *cpo = Py_None;
     int code_mul = 1;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "sOOOsOOO|iOOO:bnn_fthresh_pool", kwlist, &who, &zo,
-                                     &tho, &dio, &mode, &ko, &so, &po, &code_mul, &wo, &cso, &cpo))
+    if (!qnn_parse_args(args, kw, "sOOOsOOO|iOOO:bnn_fthresh_pool", kwlist, &who, &zo,
+                        &tho, &dio, &mode, &ko, &so, &po, &code_mul, &wo, &cso, &cpo))
         return NULL;
     const int bits = strcmp(mode, "bits") == 0 ? 1 : strcmp(mode, "tbits") == 0 ? 2 : 0;
     if (!bits && strcmp(mode, "codes") != 0) {
@@ -443,6 +449,7 @@ static PyObject *py_bnn_fthresh_pool(PyObject *self, PyObject *args, PyObject *k
         w = qnn_arg_f32(who, "w", wo);
         if (!w) return NULL;
         if (PyArray_NDIM(w) != 4 || PyArray_DIM(w, 2) != PyArray_DIM(z, 3) || PyArray_DIM(w, 3) < 1 ||
+            PyArray_DIM(w, 0) > QNN_FCONV_KMAX || PyArray_DIM(w, 1) > QNN_FCONV_KMAX ||
             PyArray_DIM(w, 0) * PyArray_DIM(w, 1) * PyArray_DIM(w, 2) > QNN_FCONV_KMAX) {
             PyErr_Format(PyExc_ValueError, "%s: w must be (kh, kw, %zd, out_channels) with kh*kw*%zd <= %d",
                          who, (Py_ssize_t)PyArray_DIM(z, 3), (Py_ssize_t)PyArray_DIM(z, 3), QNN_FCONV_KMAX);
@@ -450,7 +457,7 @@ static PyObject *py_bnn_fthresh_pool(PyObject *self, PyObject *args, PyObject *k
         }
         PyObject *ks = Py_BuildValue("(nn)", PyArray_DIM(w, 0), PyArray_DIM(w, 1));
         if (!ks) return NULL;
-        const int bad = geometry(who, z, ks, cso, cpo, &cs);
+        const int bad = geometry(who, z, "w kernel size", ks, cso, cpo, &cs);
         Py_DECREF(ks);
         if (bad) return NULL;
         cs.C = (size_t)PyArray_DIM(z, 3);
@@ -471,7 +478,7 @@ static PyObject *py_bnn_fthresh_pool(PyObject *self, PyObject *args, PyObject *k
         }
         s.C = s.CO = cs.CO;
     } else {
-        if (geometry(who, z, ko, so, po, &s)) return NULL;
+        if (geometry(who, z, "pool_size", ko, so, po, &s)) return NULL;
         s.C = s.CO = (size_t)PyArray_DIM(z, 3);
     }
     if (s.C < 1 || s.pt >= s.KH || s.pb >= s.KH || s.pl >= s.KW || s.pr >= s.KW) {
@@ -523,7 +530,7 @@ static PyObject *py_bnn_fconv(PyObject *self, PyObject *args, PyObject *kw) {
     static char *kwlist[] = {"who", "x", "w", "strides", "padding", "out", NULL};
     const char *who;
     PyObject *xo, *wo, *so, *po, *out = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "sOOOO|O:bnn_fconv", kwlist, &who, &xo, &wo, &so, &po, &out))
+    if (!qnn_parse_args(args, kw, "sOOOO|O:bnn_fconv", kwlist, &who, &xo, &wo, &so, &po, &out))
         return NULL;
     PyArrayObject *x = qnn_arg_f32(who, "x", xo), *w = x ? qnn_arg_f32(who, "w", wo) : NULL;
     if (!w) return NULL;
@@ -533,10 +540,18 @@ static PyObject *py_bnn_fconv(PyObject *self, PyObject *args, PyObject *kw) {
                      PyArray_NDIM(w));
         return NULL;
     }
+    /* the size limit first: the geometry would report an oversized w as a kernel size */
+    if (PyArray_DIM(w, 2) != PyArray_DIM(x, 3) || PyArray_DIM(x, 3) < 1 || PyArray_DIM(w, 3) < 1 ||
+        PyArray_DIM(w, 0) > QNN_FCONV_KMAX || PyArray_DIM(w, 1) > QNN_FCONV_KMAX ||
+        PyArray_DIM(w, 0) * PyArray_DIM(w, 1) * PyArray_DIM(w, 2) > QNN_FCONV_KMAX) {
+        PyErr_Format(PyExc_ValueError, "%s: w must be (kh, kw, %zd, out_channels >= 1) with kh*kw*%zd <= %d",
+                     who, (Py_ssize_t)PyArray_DIM(x, 3), (Py_ssize_t)PyArray_DIM(x, 3), QNN_FCONV_KMAX);
+        return NULL;
+    }
     PyObject *ks = Py_BuildValue("(nn)", PyArray_DIM(w, 0), PyArray_DIM(w, 1));
     if (!ks) return NULL;
     qnn_conv2d_shape s;
-    const int bad = geometry(who, x, ks, so, po, &s);
+    const int bad = geometry(who, x, "w kernel size", ks, so, po, &s);
     Py_DECREF(ks);
     if (bad) return NULL;
     s.C = (size_t)PyArray_DIM(x, 3);

@@ -4,6 +4,7 @@
  * kernels/gemm and kernels/conv. */
 #include "module/args.h"
 
+#include <float.h>
 #include <limits.h>
 #include <math.h>
 
@@ -160,8 +161,8 @@ static PyObject *py_gemm(PyObject *self, PyObject *args, PyObject *kw) {
     PyObject *ao, *bo, *out = Py_None, *biaso = Py_None, *acto = Py_None;
     int ta = 0, tb = 0;
     double alpha = 1.0, beta = 0.0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "sOO|OppddOO:gemm", kwlist, &who, &ao, &bo, &out,
-                                     &ta, &tb, &alpha, &beta, &biaso, &acto))
+    if (!qnn_parse_args(args, kw, "sOO|OppddOO:gemm", kwlist, &who, &ao, &bo, &out,
+                        &ta, &tb, &alpha, &beta, &biaso, &acto))
         return NULL;
     PyArrayObject *a = qnn_arg_f32(who, "a", ao);
     if (!a) return NULL;
@@ -182,12 +183,18 @@ static PyObject *py_gemm(PyObject *self, PyObject *args, PyObject *kw) {
                      (Py_ssize_t)N, s2, tb ? "True" : "False");
         return NULL;
     }
-    if (!isfinite(alpha) || !isfinite(beta)) {
-        PyErr_Format(PyExc_ValueError, "%s: alpha and beta must be finite, got %g and %g", who, alpha, beta);
+    /* PyErr_Format has no %g: the numbers are formatted first */
+    char ab[2][32];
+    snprintf(ab[0], sizeof ab[0], "%.9g", alpha);
+    snprintf(ab[1], sizeof ab[1], "%.9g", beta);
+    /* the kernel takes floats: a finite double beyond FLT_MAX would become inf */
+    if (!(fabs(alpha) <= FLT_MAX) || !(fabs(beta) <= FLT_MAX)) {
+        PyErr_Format(PyExc_ValueError, "%s: alpha and beta must be finite float32 values, got %s and %s", who,
+                     ab[0], ab[1]);
         return NULL;
     }
     if (beta != 0.0 && out == Py_None) {
-        PyErr_Format(PyExc_ValueError, "%s: beta=%g needs out= (the C that beta scales)", who, beta);
+        PyErr_Format(PyExc_ValueError, "%s: beta=%s needs out= (the C that beta scales)", who, ab[1]);
         return NULL;
     }
     qnn_bias_act ba;
@@ -309,7 +316,8 @@ static int conv_setup(const char *who, const char *xname, const npy_intp *xd, co
                              (npy_intp)s->C};
     if (checked_prod(ydims, 4) < 0 || checked_prod(col, 4) < 0 ||
         checked_prod(wd, 4) < 0) {
-        PyErr_Format(PyExc_ValueError, "%s: convolution of %s with %s is too large", who, xs, ws);
+        PyErr_Format(PyExc_ValueError, "%s: convolution of %s %s with %s %s is too large", who,
+                     xname, xs, wname, ws);
         return -1;
     }
     return 0;
@@ -358,8 +366,8 @@ static PyObject *py_conv2d_forward(PyObject *self, PyObject *args, PyObject *kw)
                              "bias", "act", NULL};
     const char *who;
     PyObject *xo, *wo, *so, *po, *dio, *go, *out = Py_None, *biaso = Py_None, *acto = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "sOOOOOO|OOO:conv2d_forward", kwlist, &who, &xo,
-                                     &wo, &so, &po, &dio, &go, &out, &biaso, &acto))
+    if (!qnn_parse_args(args, kw, "sOOOOOO|OOO:conv2d_forward", kwlist, &who, &xo, &wo,
+                        &so, &po, &dio, &go, &out, &biaso, &acto))
         return NULL;
     PyArrayObject *x, *w;
     npy_intp xd[4], wd[4], yd[4];
@@ -388,8 +396,8 @@ static PyObject *py_conv2d_backward_input(PyObject *self, PyObject *args, PyObje
                              "groups", "out", NULL};
     const char *who;
     PyObject *dyo, *wo, *xso, *so, *po, *dio, *go, *out = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "sOOOOOOO|O:conv2d_backward_input", kwlist, &who,
-                                     &dyo, &wo, &xso, &so, &po, &dio, &go, &out))
+    if (!qnn_parse_args(args, kw, "sOOOOOOO|O:conv2d_backward_input", kwlist, &who,
+                        &dyo, &wo, &xso, &so, &po, &dio, &go, &out))
         return NULL;
     PyArrayObject *dy, *w;
     npy_intp dyd[4], wd[4], xd[4];
@@ -414,8 +422,8 @@ static PyObject *py_conv2d_backward_filter(PyObject *self, PyObject *args, PyObj
                              "groups", "out", NULL};
     const char *who;
     PyObject *xo, *dyo, *wso, *so, *po, *dio, *go, *out = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "sOOOOOOO|O:conv2d_backward_filter", kwlist, &who,
-                                     &xo, &dyo, &wso, &so, &po, &dio, &go, &out))
+    if (!qnn_parse_args(args, kw, "sOOOOOOO|O:conv2d_backward_filter", kwlist, &who,
+                        &xo, &dyo, &wso, &so, &po, &dio, &go, &out))
         return NULL;
     PyArrayObject *x, *dy;
     npy_intp xd[4], dyd[4], wd[4];
@@ -442,7 +450,7 @@ static PyObject *py_bias_add(PyObject *self, PyObject *args, PyObject *kw) {
     static char *kwlist[] = {"who", "y", "b", "out", NULL};
     const char *who;
     PyObject *yo, *bo, *out = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "sOO|O:bias_add", kwlist, &who, &yo, &bo, &out))
+    if (!qnn_parse_args(args, kw, "sOO|O:bias_add", kwlist, &who, &yo, &bo, &out))
         return NULL;
     PyArrayObject *y = qnn_arg_f32(who, "y", yo);
     if (!y) return NULL;
@@ -492,7 +500,7 @@ static PyObject *py_bias_grad(PyObject *self, PyObject *args, PyObject *kw) {
     static char *kwlist[] = {"who", "dy", NULL};
     const char *who;
     PyObject *dyo;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "sO:bias_grad", kwlist, &who, &dyo)) return NULL;
+    if (!qnn_parse_args(args, kw, "sO:bias_grad", kwlist, &who, &dyo)) return NULL;
     PyArrayObject *dy = qnn_arg_f32(who, "dy", dyo);
     if (!dy) return NULL;
     if (PyArray_NDIM(dy) < 1) {
@@ -503,8 +511,8 @@ static PyObject *py_bias_grad(PyObject *self, PyObject *args, PyObject *kw) {
     PyArrayObject *db = (PyArrayObject *)PyArray_SimpleNew(1, &C, NPY_FLOAT32);
     if (!db) return NULL;
     const size_t c = (size_t)C;
-    size_t rows = 1;
-    for (int i = 0; i + 1 < PyArray_NDIM(dy); i++) rows *= (size_t)PyArray_DIM(dy, i);
+    /* from the size, not the product of the leading dims: with C == 0 that product may wrap */
+    const size_t rows = c ? (size_t)PyArray_SIZE(dy) / c : 0;
     int rc;
     Py_BEGIN_ALLOW_THREADS
     rc = qnn_bias_grad(rows, c, PyArray_DATA(dy), PyArray_DATA(db));

@@ -4,6 +4,9 @@
  * actual, then releases the GIL around one kernel call. */
 #include "module/args.h"
 
+#include <float.h>
+#include <limits.h>
+#include <math.h>
 #include <string.h>
 
 #include "kernels/nn/nn.h"
@@ -18,9 +21,11 @@
 /* `obj` is an int (used for all n entries) or a sequence of n ints, each in [lo, PARAM_MAX]. */
 static int int_tuple(const char *who, const char *arg, PyObject *obj, int n, long long lo,
                      long long *vals) {
+    int ovf = 0;
     if (PyLong_Check(obj)) {
-        long long v = PyLong_AsLongLong(obj);
-        if (v == -1 && PyErr_Occurred()) return -1;
+        /* an out-of-range int is clamped so that the range check below names it */
+        long long v = PyLong_AsLongLongAndOverflow(obj, &ovf);
+        if (ovf) v = ovf > 0 ? LLONG_MAX : LLONG_MIN;
         for (int i = 0; i < n; i++) vals[i] = v;
     } else {
         PyObject *seq = PySequence_Check(obj) && !PyUnicode_Check(obj) ? PySequence_Fast(obj, "") : NULL;
@@ -38,8 +43,8 @@ static int int_tuple(const char *who, const char *arg, PyObject *obj, int n, lon
                 Py_DECREF(seq);
                 return -1;
             }
-            vals[i] = PyLong_AsLongLong(it);
-            if (vals[i] == -1 && PyErr_Occurred()) { Py_DECREF(seq); return -1; }
+            vals[i] = PyLong_AsLongLongAndOverflow(it, &ovf);
+            if (ovf) vals[i] = ovf > 0 ? LLONG_MAX : LLONG_MIN;
         }
         Py_DECREF(seq);
     }
@@ -172,8 +177,8 @@ static PyObject *py_pool2d_forward(PyObject *self, PyObject *args, PyObject *kw)
     static char *kwlist[] = {"who", "kind", "x", "pool", "strides", "padding", "out", NULL};
     const char *who, *kind;
     PyObject *xo, *po, *so, *pado, *out = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "ssOOOO|O:pool2d_forward", kwlist, &who, &kind,
-                                     &xo, &po, &so, &pado, &out))
+    if (!qnn_parse_args(args, kw, "ssOOOO|O:pool2d_forward", kwlist, &who, &kind,
+                        &xo, &po, &so, &pado, &out))
         return NULL;
     const int k = pool_kind(who, kind);
     if (k < 0) return NULL;
@@ -197,8 +202,8 @@ static PyObject *py_pool2d_backward(PyObject *self, PyObject *args, PyObject *kw
     static char *kwlist[] = {"who", "kind", "x", "dy", "pool", "strides", "padding", "out", NULL};
     const char *who, *kind;
     PyObject *xo, *dyo, *po, *so, *pado, *out = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "ssOOOOO|O:pool2d_backward", kwlist, &who, &kind,
-                                     &xo, &dyo, &po, &so, &pado, &out))
+    if (!qnn_parse_args(args, kw, "ssOOOOO|O:pool2d_backward", kwlist, &who, &kind,
+                        &xo, &dyo, &po, &so, &pado, &out))
         return NULL;
     const int k = pool_kind(who, kind);
     if (k < 0) return NULL;
@@ -244,8 +249,8 @@ static PyObject *py_global_pool2d_forward(PyObject *self, PyObject *args, PyObje
     static char *kwlist[] = {"who", "kind", "x", "out", NULL};
     const char *who, *kind;
     PyObject *xo, *out = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "ssO|O:global_pool2d_forward", kwlist, &who,
-                                     &kind, &xo, &out))
+    if (!qnn_parse_args(args, kw, "ssO|O:global_pool2d_forward", kwlist, &who,
+                        &kind, &xo, &out))
         return NULL;
     const int k = pool_kind(who, kind);
     if (k < 0) return NULL;
@@ -270,8 +275,8 @@ static PyObject *py_global_pool2d_backward(PyObject *self, PyObject *args, PyObj
     static char *kwlist[] = {"who", "kind", "x", "dy", "out", NULL};
     const char *who, *kind;
     PyObject *xo, *dyo, *out = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "ssOO|O:global_pool2d_backward", kwlist, &who,
-                                     &kind, &xo, &dyo, &out))
+    if (!qnn_parse_args(args, kw, "ssOO|O:global_pool2d_backward", kwlist, &who,
+                        &kind, &xo, &dyo, &out))
         return NULL;
     const int k = pool_kind(who, kind);
     if (k < 0) return NULL;
@@ -352,8 +357,8 @@ static PyObject *py_batchnorm_forward(PyObject *self, PyObject *args, PyObject *
     PyObject *xo, *go, *bo, *mo = Py_None, *vo = Py_None, *out = Py_None, *ao = Py_None;
     double eps;
     int training;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "sOOOdp|OOOO:batchnorm_forward", kwlist, &who, &xo,
-                                     &go, &bo, &eps, &training, &mo, &vo, &out, &ao))
+    if (!qnn_parse_args(args, kw, "sOOOdp|OOOO:batchnorm_forward", kwlist, &who, &xo,
+                        &go, &bo, &eps, &training, &mo, &vo, &out, &ao))
         return NULL;
     size_t m, c;
     PyArrayObject *x = bn_x(who, "x", xo, &m, &c);
@@ -439,8 +444,8 @@ static PyObject *py_batchnorm_backward(PyObject *self, PyObject *args, PyObject 
                              "act", NULL};
     const char *who;
     PyObject *dyo, *xo, *go, *mo, *iso, *out = Py_None, *bo = Py_None, *ao = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "sOOOOO|OOO:batchnorm_backward", kwlist, &who, &dyo,
-                                     &xo, &go, &mo, &iso, &out, &bo, &ao))
+    if (!qnn_parse_args(args, kw, "sOOOOO|OOO:batchnorm_backward", kwlist, &who, &dyo,
+                        &xo, &go, &mo, &iso, &out, &bo, &ao))
         return NULL;
     size_t m, c;
     PyArrayObject *x = bn_x(who, "x", xo, &m, &c);
@@ -541,7 +546,7 @@ static PyObject *py_batchnorm_act_maxpool_forward(PyObject *self, PyObject *args
     const char *who;
     PyObject *xo, *go, *bo, *ao, *po;
     double eps;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "sOOOdOO:batchnorm_act_maxpool_forward", kwlist,
+    if (!qnn_parse_args(args, kw, "sOOOdOO:batchnorm_act_maxpool_forward", kwlist,
                                      &who, &xo, &go, &bo, &eps, &ao, &po))
         return NULL;
     qnn_bn_pool_shape s;
@@ -592,7 +597,7 @@ static PyObject *py_batchnorm_act_maxpool_backward(PyObject *self, PyObject *arg
                              "inv_std", "act", "pool", NULL};
     const char *who;
     PyObject *dyo, *xo, *io, *xso, *go, *bo, *mo, *iso, *ao, *po;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "sOOOOOOOOOO:batchnorm_act_maxpool_backward",
+    if (!qnn_parse_args(args, kw, "sOOOOOOOOOO:batchnorm_act_maxpool_backward",
                                      kwlist, &who, &dyo, &xo, &io, &xso, &go, &bo, &mo, &iso, &ao,
                                      &po))
         return NULL;
@@ -665,7 +670,7 @@ static PyObject *py_softmax_cross_entropy(PyObject *self, PyObject *args, PyObje
     static char *kwlist[] = {"who", "logits", "labels", NULL};
     const char *who;
     PyObject *zo, *lo;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "sOO:softmax_cross_entropy", kwlist, &who, &zo, &lo))
+    if (!qnn_parse_args(args, kw, "sOO:softmax_cross_entropy", kwlist, &who, &zo, &lo))
         return NULL;
     PyArrayObject *z = f32_ndim(who, "logits", zo, 2, "(batch, classes)");
     if (!z) return NULL;
@@ -748,6 +753,16 @@ static int act_kind(const char *who, const char *kind) {
     return -1;
 }
 
+/* The leaky slope is used as a float: NaN, inf or a double beyond FLT_MAX would turn every
+ * negative input into NaN/inf without an error. */
+static int act_alpha(const char *who, double alpha) {
+    if (fabs(alpha) <= FLT_MAX) return 0;
+    char a[64];
+    snprintf(a, sizeof a, "%.9g", alpha);
+    PyErr_Format(PyExc_ValueError, "%s: alpha must be a finite float32 value, got %s", who, a);
+    return -1;
+}
+
 /* Row length for softmax (the last axis; 0-d input has none). */
 static int act_rows(const char *who, int k, PyArrayObject *x, size_t *row) {
     *row = 1;
@@ -766,11 +781,11 @@ static PyObject *py_activation_forward(PyObject *self, PyObject *args, PyObject 
     const char *who, *kind;
     PyObject *xo, *out = Py_None;
     double alpha = 0.0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "ssO|dO:activation_forward", kwlist, &who, &kind,
-                                     &xo, &alpha, &out))
+    if (!qnn_parse_args(args, kw, "ssO|dO:activation_forward", kwlist, &who, &kind,
+                        &xo, &alpha, &out))
         return NULL;
     const int k = act_kind(who, kind);
-    if (k < 0) return NULL;
+    if (k < 0 || act_alpha(who, alpha)) return NULL;
     PyArrayObject *x = qnn_arg_f32(who, "x", xo);
     size_t row;
     if (!x || act_rows(who, k, x, &row)) return NULL;
@@ -792,11 +807,11 @@ static PyObject *py_activation_backward(PyObject *self, PyObject *args, PyObject
     const char *who, *kind;
     PyObject *xo, *yo, *dyo, *out = Py_None;
     double alpha = 0.0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "ssOOO|dO:activation_backward", kwlist, &who,
-                                     &kind, &xo, &yo, &dyo, &alpha, &out))
+    if (!qnn_parse_args(args, kw, "ssOOO|dO:activation_backward", kwlist, &who,
+                        &kind, &xo, &yo, &dyo, &alpha, &out))
         return NULL;
     const int k = act_kind(who, kind);
-    if (k < 0) return NULL;
+    if (k < 0 || act_alpha(who, alpha)) return NULL;
     PyArrayObject *dy = qnn_arg_f32(who, "dy", dyo);
     size_t row;
     if (!dy || act_rows(who, k, dy, &row)) return NULL;

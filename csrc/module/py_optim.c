@@ -4,6 +4,8 @@
  * read values it has already overwritten). */
 #include "module/args.h"
 
+#include <float.h>
+
 #include "kernels/nn/nn.h"
 
 #define MAX_ARRAYS 5
@@ -48,13 +50,15 @@ static int optim_check(const char *who, optim_arg *a, int n) {
 
 static float *data(const optim_arg *a) { return a->arr ? (float *)PyArray_DATA(a->arr) : NULL; }
 
-/* A hyper-parameter: a finite float (rates and decay factors are checked by the Python class;
- * here only what would make the kernel's arithmetic meaningless is refused). */
+/* A hyper-parameter: finite in float32, the precision the kernel computes in (rates and decay
+ * factors are range-checked by the Python classes; here only what would make the kernel's
+ * arithmetic meaningless is refused). */
 static int check_finite(const char *who, const char *arg, double v) {
-    if (v == v && v - v == 0.0) return 0;
+    if (v >= -FLT_MAX && v <= FLT_MAX) return 0;
     char s[48];
     snprintf(s, sizeof s, "%.9g", v);
-    PyErr_Format(PyExc_ValueError, "%s: %s must be a finite float, got %s", who, arg, s);
+    PyErr_Format(PyExc_ValueError, "%s: %s must be a finite float (float32 range), got %s", who,
+                 arg, s);
     return -1;
 }
 
@@ -71,7 +75,7 @@ static PyObject *py_sgd_update(PyObject *self, PyObject *args, PyObject *kw) {
     int nesterov;
     optim_arg a[3] = {{"w", NULL, 0, 1, NULL}, {"g", NULL, 0, 0, NULL},
                       {"momentum_slot", NULL, 1, 1, NULL}};
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "sOOOddp:sgd_update", kwlist, &who, &a[0].obj,
+    if (!qnn_parse_args(args, kw, "sOOOddp:sgd_update", kwlist, &who, &a[0].obj,
                                      &a[1].obj, &a[2].obj, &lr, &mom, &nesterov))
         return NULL;
     if (optim_check(who, a, 3) || check_finite(who, "lr", lr) || check_finite(who, "momentum", mom)) return NULL;
@@ -91,7 +95,7 @@ static PyObject *py_adam_update(PyObject *self, PyObject *args, PyObject *kw) {
     double lr, b1, b2, eps;
     optim_arg a[5] = {{"w", NULL, 0, 1, NULL}, {"g", NULL, 0, 0, NULL}, {"m", NULL, 0, 1, NULL},
                       {"v", NULL, 0, 1, NULL}, {"vhat", NULL, 1, 1, NULL}};
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "sOOOOOdddd:adam_update", kwlist, &who, &a[0].obj,
+    if (!qnn_parse_args(args, kw, "sOOOOOdddd:adam_update", kwlist, &who, &a[0].obj,
                                      &a[1].obj, &a[2].obj, &a[3].obj, &a[4].obj, &lr, &b1, &b2,
                                      &eps))
         return NULL;
@@ -115,7 +119,7 @@ static PyObject *py_rmsprop_update(PyObject *self, PyObject *args, PyObject *kw)
     double lr, rho, mom, eps;
     optim_arg a[5] = {{"w", NULL, 0, 1, NULL}, {"g", NULL, 0, 0, NULL}, {"ms", NULL, 0, 1, NULL},
                       {"mom", NULL, 1, 1, NULL}, {"mg", NULL, 1, 1, NULL}};
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "sOOOOOdddd:rmsprop_update", kwlist, &who,
+    if (!qnn_parse_args(args, kw, "sOOOOOdddd:rmsprop_update", kwlist, &who,
                                      &a[0].obj, &a[1].obj, &a[2].obj, &a[3].obj, &a[4].obj, &lr,
                                      &rho, &mom, &eps))
         return NULL;

@@ -16,9 +16,9 @@ static int parse_params(const char *who, PyObject *d, qnn_quant_params *p) {
         return -1;
     }
     long long op, flags, sig, mn, mx;
-    if (qnn_dict_int(d, "op", &op, 0) || qnn_dict_int(d, "flags", &flags, 0) ||
-        qnn_dict_int(d, "sigmoid", &sig, 0) || qnn_dict_int(d, "min_exp", &mn, 0) ||
-        qnn_dict_int(d, "max_exp", &mx, 0))
+    if (qnn_dict_int(who, d, "op", &op, 0) || qnn_dict_int(who, d, "flags", &flags, 0) ||
+        qnn_dict_int(who, d, "sigmoid", &sig, 0) || qnn_dict_int(who, d, "min_exp", &mn, 0) ||
+        qnn_dict_int(who, d, "max_exp", &mx, 0))
         return -1;
     if (op <= 0 || op >= QNN_Q_OP_END) {
         PyErr_Format(PyExc_ValueError, "%s: params['op'] must be in [1, %d), got %lld", who, QNN_Q_OP_END, op);
@@ -42,7 +42,7 @@ static int parse_params(const char *who, PyObject *d, qnn_quant_params *p) {
         {"shift", &p->shift, 0.0f}, {"temperature", &p->temperature, 1.0f},
     };
     for (size_t i = 0; i < sizeof fs / sizeof fs[0]; i++)
-        if (qnn_dict_float(d, fs[i].k, fs[i].dst, fs[i].dflt)) return -1;
+        if (qnn_dict_float(who, d, fs[i].k, fs[i].dst, fs[i].dflt)) return -1;
     PyObject *key = PyDict_GetItemString(d, "key");
     if (key) {
         unsigned long long k = PyLong_AsUnsignedLongLongMask(key);
@@ -68,12 +68,13 @@ static PyArrayObject *channel_vec(const char *who, const char *arg, PyObject *ob
     return a;
 }
 
-/* n must equal S*inner*k for some k (channel period S*inner), checked without overflow. */
-static int check_period(const char *who, npy_intp n, npy_intp S, npy_intp inner) {
+/* n must equal S*inner*k for some k (channel period S*inner), checked without overflow;
+ * `scale` names the per-channel vector whose length is S. */
+static int check_period(const char *who, const char *scale, npy_intp n, npy_intp S, npy_intp inner) {
     if (inner < 1 || S < 1 || S > NPY_MAX_INTP / inner || (n % (S * inner)) != 0) {
         PyErr_Format(PyExc_ValueError,
-                     "%s: x has %zd elements, not a multiple of channels (%zd) x inner (%zd)",
-                     who, (Py_ssize_t)n, (Py_ssize_t)S, (Py_ssize_t)inner);
+                     "%s: x has %zd elements, not a multiple of channels (%zd, the length of %s) x "
+                     "inner (%zd)", who, (Py_ssize_t)n, (Py_ssize_t)S, scale, (Py_ssize_t)inner);
         return -1;
     }
     return 0;
@@ -87,8 +88,8 @@ PyObject *qnn_py_quant_forward(PyObject *self, PyObject *args, PyObject *kw) {
     const char *who;
     PyObject *xo, *po, *out = Py_None, *so = Py_None, *s2o = Py_None;
     Py_ssize_t inner = 1;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "sOO|OOOn:quant_forward", kwlist, &who, &xo, &po,
-                                     &out, &so, &s2o, &inner))
+    if (!qnn_parse_args(args, kw, "sOO|OOOn:quant_forward", kwlist, &who, &xo, &po,
+                        &out, &so, &s2o, &inner))
         return NULL;
     qnn_quant_params p;
     PyArrayObject *x = qnn_arg_f32(who, "x", xo);
@@ -99,7 +100,7 @@ PyObject *qnn_py_quant_forward(PyObject *self, PyObject *args, PyObject *kw) {
     if (so != Py_None) {
         if (!(sc = channel_vec(who, "scale", so, 0))) return NULL;
         S = PyArray_DIM(sc, 0);
-        if (check_period(who, n, S, inner)) return NULL;
+        if (check_period(who, "scale", n, S, inner)) return NULL;
     }
     if (s2o != Py_None) {
         if (!sc) { PyErr_Format(PyExc_ValueError, "%s: scale2 needs scale", who); return NULL; }
@@ -125,8 +126,8 @@ PyObject *qnn_py_quant_backward(PyObject *self, PyObject *args, PyObject *kw) {
     const char *who;
     PyObject *xo, *dyo, *po, *out = Py_None, *so = Py_None;
     Py_ssize_t inner = 1;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "sOOO|OOn:quant_backward", kwlist, &who, &xo,
-                                     &dyo, &po, &out, &so, &inner))
+    if (!qnn_parse_args(args, kw, "sOOO|OOn:quant_backward", kwlist, &who, &xo,
+                        &dyo, &po, &out, &so, &inner))
         return NULL;
     qnn_quant_params p;
     PyArrayObject *x = qnn_arg_f32(who, "x", xo);
@@ -146,7 +147,7 @@ PyObject *qnn_py_quant_backward(PyObject *self, PyObject *args, PyObject *kw) {
     if (so != Py_None) {
         if (!(sc = channel_vec(who, "scale", so, 0))) return NULL;
         S = PyArray_DIM(sc, 0);
-        if (check_period(who, n, S, inner)) return NULL;
+        if (check_period(who, "scale", n, S, inner)) return NULL;
     }
     PyArrayObject *ins[2] = {x, dy};
     PyArrayObject *dx = qnn_arg_out(who, "out", out, x, ins, 2);
@@ -168,8 +169,8 @@ PyObject *qnn_py_quant_auto(PyObject *self, PyObject *args, PyObject *kw) {
     const char *who, *kind;
     PyObject *xo, *po, *ao, *out = Py_None, *sio = Py_None;
     Py_ssize_t outer, S, inner, group;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "ssOOOnnnn|OO:quant_auto", kwlist, &who, &kind,
-                                     &xo, &po, &ao, &outer, &S, &inner, &group, &out, &sio))
+    if (!qnn_parse_args(args, kw, "ssOOOnnnn|OO:quant_auto", kwlist, &who, &kind,
+                        &xo, &po, &ao, &outer, &S, &inner, &group, &out, &sio))
         return NULL;
     qnn_quant_params p;
     PyArrayObject *x = qnn_arg_f32(who, "x", xo);
@@ -183,7 +184,7 @@ PyObject *qnn_py_quant_auto(PyObject *self, PyObject *args, PyObject *kw) {
     const char *keys[9] = {"po2", "global_init", "has_min_exp", "has_max_exp", "min_po2_exp",
                            "max_po2_exp", "frozen", "iterations", "alpha_kind"};
     for (int i = 0; i < 9; i++)
-        if (qnn_dict_int(ao, keys[i], &v[i], 0)) return NULL;
+        if (qnn_dict_int(who, ao, keys[i], &v[i], 0)) return NULL;
     if (v[4] < -126 || v[4] > 127 || v[5] < -126 || v[5] > 127) {
         PyErr_Format(PyExc_ValueError, "%s: min/max_po2_exponent must be in [-126, 127], got %lld, %lld", who, v[4], v[5]);
         return NULL;
@@ -247,8 +248,16 @@ PyObject *qnn_py_uniform(PyObject *self, PyObject *args, PyObject *kw) {
     PyObject *ko;
     Py_ssize_t n;
     unsigned long long offset = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "On|K:uniform", kwlist, &ko, &n, &offset)) return NULL;
-    unsigned long long key = PyLong_AsUnsignedLongLongMask(ko);
+    if (!qnn_parse_args(args, kw, "On|K:uniform", kwlist, &ko, &n, &offset)) return NULL;
+    /* any int is a key (taken mod 2**64, as offset): only non-ints are refused */
+    PyObject *ki = PyNumber_Index(ko);
+    if (!ki) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError, "uniform: key must be an int, got %s", Py_TYPE(ko)->tp_name);
+        return NULL;
+    }
+    unsigned long long key = PyLong_AsUnsignedLongLongMask(ki);
+    Py_DECREF(ki);
     if (key == (unsigned long long)-1 && PyErr_Occurred()) return NULL;
     if (n < 0) {
         PyErr_Format(PyExc_ValueError, "uniform: n must be >= 0, got %zd", n);
@@ -271,13 +280,12 @@ int qnn_py_act_spec(const char *who, PyObject *spec, npy_intp n, qnn_py_act *a) 
     a->inner_f = a->inner_b = 1;
     PyObject *pfo, *sfo, *s2fo, *pbo, *sbo;
     Py_ssize_t inf, inb;
-    if (!PyTuple_Check(spec) ||
-        !PyArg_ParseTuple(spec, "OOOnOOn;act must be a tuple (params_f, scale_f, scale2_f, "
-                                "inner_f, params_b, scale_b, inner_b)",
-                          &pfo, &sfo, &s2fo, &inf, &pbo, &sbo, &inb)) {
-        if (!PyErr_Occurred())
-            PyErr_Format(PyExc_TypeError, "%s: act must be None, 'relu' or a quantizer spec tuple, "
-                         "got %s", who, Py_TYPE(spec)->tp_name);
+    if (!PyTuple_Check(spec) || PyTuple_GET_SIZE(spec) != 7 ||
+        !PyArg_ParseTuple(spec, "OOOnOOn", &pfo, &sfo, &s2fo, &inf, &pbo, &sbo, &inb)) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError, "%s: act must be None, 'relu' or a quantizer spec tuple "
+                     "(params_f, scale_f, scale2_f, inner_f, params_b, scale_b, inner_b), got %R",
+                     who, spec);
         return -1;
     }
     if (parse_params(who, pfo, &a->pf) || parse_params(who, pbo, &a->pb)) return -1;
@@ -287,7 +295,7 @@ int qnn_py_act_spec(const char *who, PyObject *spec, npy_intp n, qnn_py_act *a) 
     if (sfo != Py_None) {
         if (!(a->sc_f = channel_vec(who, "act scale_f", sfo, 0))) return -1;
         a->S_f = PyArray_DIM(a->sc_f, 0);
-        if (check_period(who, n, a->S_f, a->inner_f)) return -1;
+        if (check_period(who, "act scale_f", n, a->S_f, a->inner_f)) return -1;
     }
     if (s2fo != Py_None) {
         if (!a->sc_f) { PyErr_Format(PyExc_ValueError, "%s: act scale2_f needs scale_f", who); return -1; }
@@ -296,7 +304,7 @@ int qnn_py_act_spec(const char *who, PyObject *spec, npy_intp n, qnn_py_act *a) 
     if (sbo != Py_None) {
         if (!(a->sc_b = channel_vec(who, "act scale_b", sbo, 0))) return -1;
         a->S_b = PyArray_DIM(a->sc_b, 0);
-        if (check_period(who, n, a->S_b, a->inner_b)) return -1;
+        if (check_period(who, "act scale_b", n, a->S_b, a->inner_b)) return -1;
     }
     return 0;
 }

@@ -173,7 +173,8 @@ class Flatten(Layer):
 
     def call(self, x, training=False):
         self._shape = x.shape
-        return x.reshape(x.shape[0], -1)
+        # not reshape(n, -1): NumPy cannot infer -1 when the batch is empty
+        return x.reshape(x.shape[0], int(np.prod(x.shape[1:])))
 
     def backward(self, grad):
         self.grads = []
@@ -262,6 +263,7 @@ class Add(Layer):
 
     def call(self, xs, training=False):
         self.compute_output_shape([(None,) + x.shape[1:] for x in xs])
+        _same_batch(self, xs)
         self._n = len(xs)
         y = xs[0].copy()
         for x in xs[1:]:
@@ -271,6 +273,14 @@ class Add(Layer):
     def backward(self, grad):
         self.grads = []
         return [grad] * self._n
+
+
+def _same_batch(layer, xs):
+    """The shape checks leave the batch out (None): without this, Add would broadcast a batch
+    of 1 over the others and Concatenate would fail inside NumPy without the layer's name."""
+    if len({x.shape[0] for x in xs}) > 1:
+        raise ValueError(f"{type(layer).__name__} '{layer.name}': inputs must have the same batch "
+                         f"size, got shapes {', '.join(str(x.shape) for x in xs)}")
 
 
 class Concatenate(Layer):
@@ -294,6 +304,7 @@ class Concatenate(Layer):
 
     def call(self, xs, training=False):
         self.compute_output_shape([(None,) + x.shape[1:] for x in xs])
+        _same_batch(self, xs)
         self._sizes = [x.shape[self.axis] for x in xs]
         return np.concatenate(xs, axis=self.axis)
 

@@ -244,6 +244,7 @@ int qnn_bnn_maxpool_tbits(const qnn_conv2d_shape *s, const uint64_t *x, uint64_t
     /* max of {-1, 0, 1}: +1 if any cell is positive, else 0 if any is >= 0, else -1; per bit,
      * positive = nz & ~sign and >= 0 = ~(sign & nz). Padding bits (0, 0) stay (0, 0). */
     const size_t C = s->C, M = s->N * s->HO * s->WO;
+    if (C == 0) return QNN_OK; /* an empty output: no need to visit its M = N*HO*WO cells */
     const int nt = qnn_threads_for(M * C * s->KH * s->KW);
 #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
     for (size_t m = 0; m < M; m++) {
@@ -269,6 +270,7 @@ int qnn_bnn_maxpool_tbits(const qnn_conv2d_shape *s, const uint64_t *x, uint64_t
 
 int qnn_bnn_maxpool(const qnn_conv2d_shape *s, int bits, const void *x, void *out) {
     const size_t C = s->C, M = s->N * s->HO * s->WO;
+    if (C == 0) return QNN_OK; /* an empty output: no need to visit its M = N*HO*WO cells */
     const int nt = qnn_threads_for(M * C * s->KH * s->KW);
 #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
     for (size_t m = 0; m < M; m++) {

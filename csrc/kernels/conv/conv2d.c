@@ -469,7 +469,9 @@ int qnn_bias_add(size_t rows, size_t C, const float *y, const float *b, float *o
 #define QNN_BIAS_ROWS 256 /* fixed reduction blocks: the same sums for any thread count */
 
 int qnn_bias_grad(size_t rows, size_t C, const float *dy, float *db) {
-    const size_t nblk = (rows + QNN_BIAS_ROWS - 1) / QNN_BIAS_ROWS;
+    /* C == 0: nothing to sum, whatever rows says (a zero-size dy may have huge other dims;
+     * walking its row blocks would take forever) */
+    const size_t nblk = C ? (rows + QNN_BIAS_ROWS - 1) / QNN_BIAS_ROWS : 0;
     if (nblk == 0) {
         for (size_t c = 0; c < C; c++) db[c] = 0.0f;
         return QNN_OK;

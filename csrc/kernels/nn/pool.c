@@ -3,13 +3,20 @@
  * The channel axis is innermost, so each window cell contributes one contiguous run of c floats
  * and every inner loop below is a vectorisable loop over channels. Max pooling keeps the first
  * maximum in row-major window order (strict '>'), in the forward pass and in the backward pass,
- * which recomputes the arg-max from x instead of storing indices. Average pooling divides by the
+ * which recomputes the arg-max from x instead of storing indices; a NaN in a window wins (see
+ * max_takes). Average pooling divides by the
  * number of valid (unpadded) cells, as TF/Keras do for padding='same'. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "kernels/nn/nn.h"
 #include "kernels/nn/nn_internal.h"
+
+/* Whether v replaces the running maximum b: it is larger, or it is the window's first NaN. A
+ * NaN input thus gives a NaN output (as NumPy's max) wherever it sits in the window, and the
+ * backward pass routes the gradient to that NaN cell, instead of the result depending on
+ * whether the NaN came first in the scan. */
+static inline int max_takes(float v, float b) { return v > b || (v != v && b == b); }
 
 /* Valid input range [*lo, *hi) of the window starting at o * stride - pad (clipped to [0, size)). */
 static inline void window(int64_t o, int64_t stride, int64_t pad, int64_t k, int64_t size,
@@ -34,7 +41,7 @@ static void max_row(const qnn_pool2d_shape *s, const float *restrict xn, float *
         for (int64_t ih = h0; ih < h1; ih++) {
             for (int64_t iw = (ih == h0 ? w0 + 1 : w0); iw < w1; iw++) {
                 const float *restrict xi = xn + (ih * s->w + iw) * c;
-                for (int64_t cc = 0; cc < c; cc++) yo[cc] = xi[cc] > yo[cc] ? xi[cc] : yo[cc];
+                for (int64_t cc = 0; cc < c; cc++) yo[cc] = max_takes(xi[cc], yo[cc]) ? xi[cc] : yo[cc];
             }
         }
     }
@@ -93,9 +100,9 @@ static void window_argmax(const qnn_pool2d_shape *s, const float *restrict xn, i
             for (int64_t cc = 0; cc < c; cc++) {
                 /* a bit mask, not `v > b ? off : idx`, which GCC keeps as a branch */
                 const float v = xi[cc], b = best[cc];
-                const int32_t gt = -(int32_t)(v > b);
+                const int32_t gt = -(int32_t)max_takes(v, b);
                 idx[cc] = (off & gt) | (idx[cc] & ~gt);
-                best[cc] = v > b ? v : b;
+                best[cc] = gt ? v : b;
             }
         }
     }
@@ -233,7 +240,7 @@ int qnn_global_pool_forward(int kind, size_t n, size_t hw, size_t c, const float
             memcpy(yi, xi, c * sizeof(float));
             for (size_t p = 1; p < hw; p++) {
                 const float *restrict xp = xi + p * c;
-                for (size_t cc = 0; cc < c; cc++) yi[cc] = xp[cc] > yi[cc] ? xp[cc] : yi[cc];
+                for (size_t cc = 0; cc < c; cc++) yi[cc] = max_takes(xp[cc], yi[cc]) ? xp[cc] : yi[cc];
             }
         } else {
             /* double sums: a 56x56 map would otherwise lose ~12 bits of each small term */
@@ -277,9 +284,9 @@ int qnn_global_pool_backward(int kind, size_t n, size_t hw, size_t c, const floa
                 const int32_t pi = (int32_t)p;
                 for (size_t cc = 0; cc < c; cc++) {
                     const float v = xp[cc], b = best[cc];
-                    const int32_t gt = -(int32_t)(v > b);
+                    const int32_t gt = -(int32_t)max_takes(v, b);
                     idx[cc] = (pi & gt) | (idx[cc] & ~gt);
-                    best[cc] = v > b ? v : b;
+                    best[cc] = gt ? v : b;
                 }
             }
             memset(di, 0, hw * c * sizeof(float));
