@@ -426,6 +426,21 @@ error:
     return NULL;
 }
 
+/* The batch statistics the backward kernels need: batch_mean and inv_std, both required
+ * float32 vectors of c channels. 0, or -1 with an exception set. */
+static int batch_stats_args(const char *who, PyObject *mo, PyObject *iso, npy_intp c,
+                            PyArrayObject **mean, PyArrayObject **is) {
+    if (mo == Py_None || iso == Py_None) {
+        PyErr_Format(PyExc_TypeError, "%s: batch_mean and inv_std are required (float32 arrays "
+                     "of shape (%zd,))", who, (Py_ssize_t)c);
+        return -1;
+    }
+    int err = 0;
+    *mean = opt_channel_vec(who, "batch_mean", mo, c, &err);
+    *is = err ? NULL : opt_channel_vec(who, "inv_std", iso, c, &err);
+    return err ? -1 : 0;
+}
+
 /* The (dx, dgamma, dbeta) result of a batch-norm backward, or NULL with the kernel's status (or
  * the allocation's exception) raised and the three arrays released. */
 static PyObject *bn_grads_result(const char *who, int rc, PyArrayObject *dx, PyArrayObject *dg,
@@ -455,16 +470,9 @@ static PyObject *py_batchnorm_backward(PyObject *self, PyObject *args, PyObject 
     int err = 0;
     const npy_intp C = (npy_intp)c;
     PyArrayObject *gamma = opt_channel_vec(who, "gamma", go, C, &err);
-    if (err) return NULL;
-    if (mo == Py_None || iso == Py_None) {
-        PyErr_Format(PyExc_TypeError, "%s: batch_mean and inv_std are required (float32 arrays "
-                     "of shape (%zd,))", who, (Py_ssize_t)C);
-        return NULL;
-    }
-    PyArrayObject *mean = opt_channel_vec(who, "batch_mean", mo, C, &err);
-    PyArrayObject *is = err ? NULL : opt_channel_vec(who, "inv_std", iso, C, &err);
     PyArrayObject *beta = err ? NULL : opt_channel_vec(who, "beta", bo, C, &err);
-    if (err) return NULL;
+    PyArrayObject *mean, *is;
+    if (err || batch_stats_args(who, mo, iso, C, &mean, &is)) return NULL;
     qnn_py_act pa;
     qnn_bn_act act;
     if (bn_act_arg(who, ao, PyArray_SIZE(x), &pa, &act)) return NULL;
@@ -636,15 +644,8 @@ static PyObject *py_batchnorm_act_maxpool_backward(PyObject *self, PyObject *arg
     int err = 0;
     PyArrayObject *gamma = opt_channel_vec(who, "gamma", go, C, &err);
     PyArrayObject *beta = err ? NULL : opt_channel_vec(who, "beta", bo, C, &err);
-    if (err) return NULL;
-    if (mo == Py_None || iso == Py_None) {
-        PyErr_Format(PyExc_TypeError, "%s: batch_mean and inv_std are required (float32 arrays "
-                     "of shape (%zd,))", who, (Py_ssize_t)C);
-        return NULL;
-    }
-    PyArrayObject *mean = opt_channel_vec(who, "batch_mean", mo, C, &err);
-    PyArrayObject *is = err ? NULL : opt_channel_vec(who, "inv_std", iso, C, &err);
-    if (err) return NULL;
+    PyArrayObject *mean, *is;
+    if (err || batch_stats_args(who, mo, iso, C, &mean, &is)) return NULL;
     qnn_py_act pa;
     qnn_bn_act act;
     if (bnpool_act(who, ao, x, &pa, &act)) return NULL;
