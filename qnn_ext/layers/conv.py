@@ -7,7 +7,7 @@ from .. import _core
 from ..quantizers import get_quantizer
 from .base import Layer, _shape_str, positive_int
 from .quant_utils import (QuantizedWeightsMixin, act_backward, act_config, act_forward,
-                          epilogue_args, epilogue_cache)
+                          act_after_epilogue, epilogue_act)
 
 
 def _tuple(v, n, what, who):
@@ -133,14 +133,11 @@ class _Conv(QuantizedWeightsMixin, Layer):
         kq = self._quantized_kernel(training)
         pads = self._pads(x.shape[1:-1])
         # bias and relu run in the GEMM epilogue, on each block of z while it is in cache
-        bias, fused, rest = epilogue_args(
-            self.activation, self._quantize("bias", training) if self.use_bias else None)
+        fused = epilogue_act(self.activation)
+        bias = self._quantize("bias", training) if self.use_bias else None
         z = _core.conv2d_forward(self.name, x4, self._kernel2d(kq), self._s2(), pads, self._d2(),
                                  self.groups, bias=bias, act=fused)
-        if rest is None:
-            y, self._act_cache = z, epilogue_cache(fused, z, training)
-        else:
-            y, self._act_cache = act_forward(rest, z, training)
+        y, self._act_cache = act_after_epilogue(self.activation, fused, z, training)
         self._cache = (x4, kq, pads, x.shape)
         return y.reshape(y.shape[0], y.shape[2], y.shape[3]) if self.rank == 1 else y
 
@@ -262,14 +259,11 @@ class DepthwiseConv2D(QuantizedWeightsMixin, Layer):
         c = x.shape[-1]
         w = kq.reshape(self.kernel_size + (1, c * self.depth_multiplier))
         pads = self._conv._pads(x.shape[1:-1])
-        bias, fused, rest = epilogue_args(
-            self.activation, self._quantize("bias", training) if self.use_bias else None)
+        fused = epilogue_act(self.activation)
+        bias = self._quantize("bias", training) if self.use_bias else None
         z = _core.conv2d_forward(self.name, x, w, self.strides, pads, self.dilation_rate, c,
                                  bias=bias, act=fused)
-        if rest is None:
-            y, self._act_cache = z, epilogue_cache(fused, z, training)
-        else:
-            y, self._act_cache = act_forward(rest, z, training)
+        y, self._act_cache = act_after_epilogue(self.activation, fused, z, training)
         self._cache = (x, w, pads, kq.shape)
         return y
 
@@ -358,15 +352,12 @@ class _SeparableConv(QuantizedWeightsMixin, Layer):
         h = _core.conv2d_forward(self.name, x4, wd, d._s2(), pads, d._d2(), c)
         h, self._dw_act_cache = act_forward(self.depthwise_activation, h, training)
         h2 = h.reshape(-1, h.shape[-1])
-        bias, fused, rest = epilogue_args(
-            self.activation, self._quantize("bias", training) if self.use_bias else None)
+        fused = epilogue_act(self.activation)
+        bias = self._quantize("bias", training) if self.use_bias else None
         z = _core.gemm(self.name, h2, pq.reshape(pq.shape[-2], pq.shape[-1]), bias=bias,
                        act=fused)
         z = z.reshape(h.shape[:-1] + (self.filters,))
-        if rest is None:
-            y, self._act_cache = z, epilogue_cache(fused, z, training)
-        else:
-            y, self._act_cache = act_forward(rest, z, training)
+        y, self._act_cache = act_after_epilogue(self.activation, fused, z, training)
         self._cache = (x4, wd, pads, dq.shape, h2, pq, h.shape, x.shape)
         return y.reshape(y.shape[0], y.shape[2], y.shape[3]) if self.rank == 1 else y
 

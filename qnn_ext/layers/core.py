@@ -4,8 +4,8 @@ import numpy as np
 
 from .. import _core, backend
 from .base import F32, Layer, _shape_str, positive_int
-from .quant_utils import (QuantizedWeightsMixin, act_config, act_forward, epilogue_args,
-                          epilogue_cache, resolve_activation)
+from .quant_utils import (QuantizedWeightsMixin, act_config, act_forward, act_after_epilogue,
+                          epilogue_act, resolve_activation)
 
 
 class Dense(QuantizedWeightsMixin, Layer):
@@ -42,13 +42,10 @@ class Dense(QuantizedWeightsMixin, Layer):
         kq = self._quantize("kernel", training)
         x2 = x.reshape(-1, x.shape[-1])
         # bias and relu run in the GEMM epilogue, on each block of z while it is in cache
-        bias, fused, rest = epilogue_args(
-            self.activation, self._quantize("bias", training) if self.use_bias else None)
+        fused = epilogue_act(self.activation)
+        bias = self._quantize("bias", training) if self.use_bias else None
         z = _core.gemm(self.name, x2, kq, bias=bias, act=fused)
-        if rest is None:
-            y, self._act_cache = z, epilogue_cache(fused, z, training)
-        else:
-            y, self._act_cache = act_forward(rest, z, training)
+        y, self._act_cache = act_after_epilogue(self.activation, fused, z, training)
         self._x2, self._kq, self._xshape = x2, kq, x.shape
         return y.reshape(x.shape[:-1] + (self.units,))
 

@@ -32,25 +32,20 @@ def resolve_activation(identifier):
     return _activations.get("linear") if act is None else act
 
 
-def epilogue_args(act, bias):
-    """What a GEMM/conv epilogue can take over from a layer's bias add and activation:
-    ``(bias, act_name, rest)`` with act_name 'relu' or None and ``rest`` the activation still to
-    apply afterwards (None when the epilogue covers it)."""
-    if act is None or act is _activations.get("linear"):
-        return bias, None, None
-    if act is _activations.get("relu"):
-        return bias, "relu", None
-    return bias, None, act
+def epilogue_act(act):
+    """The part of a layer's activation its GEMM epilogue can run: 'relu', or None (linear, or
+    an activation the epilogue cannot run, which act_after_epilogue then applies)."""
+    return "relu" if act is _activations.get("relu") else None
 
 
-def epilogue_cache(act_name, y, training):
-    """The act_forward cache for an output whose relu ran in the epilogue: relu's gradient
-    reads only the sign of its input, and y > 0 exactly where the pre-activation is > 0 (NaN
-    and -0.0 pass through unchanged), so y stands in for the pre-activation."""
-    if act_name is None:
-        return None
-    relu = _activations.get("relu")
-    return (relu, y, y, training)
+def act_after_epilogue(act, fused, z, training):
+    """act_forward(act, z) for an output whose epilogue already applied ``fused``. For relu,
+    z is already the output and stands in for the pre-activation in the cache: relu's gradient
+    reads only the sign of its input, and the output is > 0 exactly where the pre-activation is
+    (NaN and -0.0 pass through unchanged)."""
+    if fused is None:
+        return act_forward(act, z, training)
+    return z, (act, z, z, training)
 
 
 def act_forward(act, x, training):
