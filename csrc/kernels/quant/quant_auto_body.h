@@ -171,28 +171,12 @@ int QNN_FN(qnn_quant_auto_bits)(const qnn_quant_params *p, const qnn_auto_params
             for (size_t c = 0; c < L->S; c++) sch[c] = po2_round(sch[c] + QNN_EPS);
             for (int it = 0; it < a->iterations; it++) {
                 for (size_t k = 0; k < 2 * G; k++) w.acc[k] = 0.0;
-                if (L->inner == 1 && L->group == 1) {
-                    /* channels-last: row-wise updates of per-channel sums vectorise, and each
-                     * channel is still summed in the same (row) order */
-                    double *restrict ax = w.acc, *restrict aq = w.acc + G;
-                    const float *restrict sc = sch;
-                    for (size_t o = 0; o < L->outer; o++) {
-                        const float *restrict xr = x + o * L->S;
-                        for (size_t c = 0; c < L->S; c++) {
-                            const float xn = xr[c] * p->in_mul;
-                            const float z = autobits_z(xn, sc[c], half);
-                            ax[c] += (double)(xn * z);
-                            aq[c] += (double)(z * z);
-                        }
-                    }
-                } else {
-                    FOR_EACH(L, {
-                        const float xn = x[e] * p->in_mul;
-                        const float z = autobits_z(xn, sch[s_], half);
-                        w.acc[g] += (double)(xn * z);
-                        w.acc[G + g] += (double)(z * z);
-                    });
-                }
+                FOR_EACH(L, {
+                    const float xn = x[e] * p->in_mul;
+                    const float z = autobits_z(xn, sch[s_], half);
+                    w.acc[g] += (double)(xn * z);
+                    w.acc[G + g] += (double)(z * z);
+                });
                 for (size_t g = 0; g < G; g++) sg[g] = ls_scale(w.acc[g], w.acc[G + g], cnt, a, 1);
                 int same = 1;
                 for (size_t c = 0; c < L->S; c++) same &= sg[c / L->group] == sch[c];
@@ -333,41 +317,31 @@ int QNN_FN(qnn_quant_auto_ternary)(const qnn_quant_params *p, const qnn_auto_par
      * while training, draw `it`), then s = LS(x, q). y keeps q for the output. */
     for (int it = 0; it < a->iterations; it++) {
         for (size_t k = 0; k < 2 * G; k++) w.acc[k] = 0.0;
-        if (L->inner == 1 && L->group == 1 && !sr) {
-            double *restrict ax = w.acc, *restrict aq = w.acc + G;
-            const float *restrict sc = s;
-            for (size_t o = 0; o < L->outer; o++) {
-                const float *restrict xr = x + o * L->S;
-                float *restrict yr = y + o * L->S;
-                for (size_t c = 0; c < L->S; c++) {
-                    const float v = sc[c] * qk_rint(xr[c] / sc[c]);
-                    const float q = (fabsf(v) >= sc[c] / 2.0f ? 1.0f : 0.0f) * sign3(xr[c]);
-                    yr[c] = q;
-                    ax[c] += (double)(xr[c] * q);
-                    aq[c] += (double)(q * q);
-                }
-            }
-            int same = 1;
-            for (size_t g = 0; g < G; g++) {
-                const float t = ls_scale(w.acc[g], w.acc[G + g], cnt, a, a->po2);
-                same &= t == s[g];
-                s[g] = t;
-            }
-            /* a fixed point: further unrolls would rebuild this q (in y) and these scales */
-            if (same) break;
-            continue;
+        /* one loop per rounding mode: a mode test inside the loop keeps it from vectorising */
+#define TERNARY_UNROLL(ROUND)                                                     \
+    FOR_EACH(L, {                                                                 \
+        const float sc = s[g];                                                    \
+        const float v = sc * (ROUND);                                             \
+        const float q = (fabsf(v) >= sc / 2.0f ? 1.0f : 0.0f) * sign3(x[e]);      \
+        y[e] = q;                                                                 \
+        w.acc[g] += (double)(x[e] * q);                                           \
+        w.acc[G + g] += (double)(q * q);                                          \
+    })
+        if (sr) {
+            TERNARY_UNROLL(qk_sround(x[e] / sc, 3.0f, qnn_uniform01(p->key, (uint64_t)it * n + e)));
+        } else {
+            TERNARY_UNROLL(qk_rint(x[e] / sc));
         }
-        FOR_EACH(L, {
-            const float sc = s[g];
-            const float r = sr ? qk_sround(x[e] / sc, 3.0f, qnn_uniform01(p->key, (uint64_t)it * n + e))
-                               : qk_rint(x[e] / sc);
-            const float v = sc * r;
-            const float q = (fabsf(v) >= sc / 2.0f ? 1.0f : 0.0f) * sign3(x[e]);
-            y[e] = q;
-            w.acc[g] += (double)(x[e] * q);
-            w.acc[G + g] += (double)(q * q);
-        });
-        for (size_t g = 0; g < G; g++) s[g] = ls_scale(w.acc[g], w.acc[G + g], cnt, a, a->po2);
+#undef TERNARY_UNROLL
+        int same = 1;
+        for (size_t g = 0; g < G; g++) {
+            const float t = ls_scale(w.acc[g], w.acc[G + g], cnt, a, a->po2);
+            same &= t == s[g];
+            s[g] = t;
+        }
+        /* a fixed point: further unrolls would rebuild this q (in y) and these scales (the
+         * stochastic rounding draws anew in each unroll, so it runs them all) */
+        if (same && !sr) break;
     }
     FOR_EACH(L, { y[e] = s[g] * y[e]; });
     for (size_t g = 0; g < G; g++) scale_out[g] = s[g];
