@@ -426,20 +426,29 @@ error:
     return NULL;
 }
 
-/* The batch statistics the backward kernels need: batch_mean and inv_std, both required
- * float32 vectors of c channels. 0, or -1 with an exception set. */
-static int batch_stats_args(const char *who, PyObject *mo, PyObject *iso, npy_intp c,
-                            PyArrayObject **mean, PyArrayObject **is) {
+/* The per-channel vectors of the backward kernels, each float32 of c channels: gamma and beta
+ * (optional, NULL for None), batch_mean and inv_std (required). 0, or -1 with an exception. */
+typedef struct bn_vecs {
+    PyArrayObject *gamma, *beta, *mean, *inv_std;
+} bn_vecs;
+
+static int bn_backward_vecs(const char *who, PyObject *go, PyObject *bo, PyObject *mo,
+                            PyObject *iso, npy_intp c, bn_vecs *v) {
+    int err = 0;
+    v->gamma = opt_channel_vec(who, "gamma", go, c, &err);
+    v->beta = err ? NULL : opt_channel_vec(who, "beta", bo, c, &err);
+    if (err) return -1;
     if (mo == Py_None || iso == Py_None) {
         PyErr_Format(PyExc_TypeError, "%s: batch_mean and inv_std are required (float32 arrays "
                      "of shape (%zd,))", who, (Py_ssize_t)c);
         return -1;
     }
-    int err = 0;
-    *mean = opt_channel_vec(who, "batch_mean", mo, c, &err);
-    *is = err ? NULL : opt_channel_vec(who, "inv_std", iso, c, &err);
+    v->mean = opt_channel_vec(who, "batch_mean", mo, c, &err);
+    v->inv_std = err ? NULL : opt_channel_vec(who, "inv_std", iso, c, &err);
     return err ? -1 : 0;
 }
+
+static const float *vec_data(PyArrayObject *a) { return a ? PyArray_DATA(a) : NULL; }
 
 /* The (dx, dgamma, dbeta) result of a batch-norm backward, or NULL with the kernel's status (or
  * the allocation's exception) raised and the three arrays released. */
@@ -467,16 +476,13 @@ static PyObject *py_batchnorm_backward(PyObject *self, PyObject *args, PyObject 
     if (!x) return NULL;
     PyArrayObject *dy = qnn_arg_f32(who, "dy", dyo);
     if (!dy || same_shape(who, "dy", dy, x, " (the shape of x)")) return NULL;
-    int err = 0;
     const npy_intp C = (npy_intp)c;
-    PyArrayObject *gamma = opt_channel_vec(who, "gamma", go, C, &err);
-    PyArrayObject *beta = err ? NULL : opt_channel_vec(who, "beta", bo, C, &err);
-    PyArrayObject *mean, *is;
-    if (err || batch_stats_args(who, mo, iso, C, &mean, &is)) return NULL;
+    bn_vecs v;
+    if (bn_backward_vecs(who, go, bo, mo, iso, C, &v)) return NULL;
     qnn_py_act pa;
     qnn_bn_act act;
     if (bn_act_arg(who, ao, PyArray_SIZE(x), &pa, &act)) return NULL;
-    PyArrayObject *ins[6] = {x, dy, gamma, mean, is, beta};
+    PyArrayObject *ins[6] = {x, dy, v.gamma, v.mean, v.inv_std, v.beta};
     PyArrayObject *dx = qnn_arg_out(who, "out", out, x, ins, 6);
     if (!dx) return NULL;
     PyArrayObject *dg = (PyArrayObject *)PyArray_SimpleNew(1, (npy_intp *)&C, NPY_FLOAT32);
@@ -485,15 +491,13 @@ static PyObject *py_batchnorm_backward(PyObject *self, PyObject *args, PyObject 
     if (!dg || !db) return bn_grads_result(who, 0, dx, dg, db);
     Py_BEGIN_ALLOW_THREADS
     if (act.kind == QNN_BN_ACT_NONE)
-        rc = qnn_bn_backward(m, c, PyArray_DATA(dy), PyArray_DATA(x),
-                             gamma ? PyArray_DATA(gamma) : NULL, PyArray_DATA(mean),
-                             PyArray_DATA(is), PyArray_DATA(dx), PyArray_DATA(dg), PyArray_DATA(db));
+        rc = qnn_bn_backward(m, c, PyArray_DATA(dy), PyArray_DATA(x), vec_data(v.gamma),
+                             vec_data(v.mean), vec_data(v.inv_std), PyArray_DATA(dx),
+                             PyArray_DATA(dg), PyArray_DATA(db));
     else
-        rc = qnn_bn_backward_act(m, c, PyArray_DATA(dy), PyArray_DATA(x),
-                                 gamma ? PyArray_DATA(gamma) : NULL,
-                                 beta ? PyArray_DATA(beta) : NULL, PyArray_DATA(mean),
-                                 PyArray_DATA(is), &act, PyArray_DATA(dx), PyArray_DATA(dg),
-                                 PyArray_DATA(db));
+        rc = qnn_bn_backward_act(m, c, PyArray_DATA(dy), PyArray_DATA(x), vec_data(v.gamma),
+                                 vec_data(v.beta), vec_data(v.mean), vec_data(v.inv_std), &act,
+                                 PyArray_DATA(dx), PyArray_DATA(dg), PyArray_DATA(db));
     Py_END_ALLOW_THREADS
     return bn_grads_result(who, rc, dx, dg, db);
 }
@@ -641,11 +645,8 @@ static PyObject *py_batchnorm_act_maxpool_backward(PyObject *self, PyObject *arg
             return NULL;
         }
     }
-    int err = 0;
-    PyArrayObject *gamma = opt_channel_vec(who, "gamma", go, C, &err);
-    PyArrayObject *beta = err ? NULL : opt_channel_vec(who, "beta", bo, C, &err);
-    PyArrayObject *mean, *is;
-    if (err || batch_stats_args(who, mo, iso, C, &mean, &is)) return NULL;
+    bn_vecs v;
+    if (bn_backward_vecs(who, go, bo, mo, iso, C, &v)) return NULL;
     qnn_py_act pa;
     qnn_bn_act act;
     if (bnpool_act(who, ao, x, &pa, &act)) return NULL;
@@ -656,10 +657,9 @@ static PyObject *py_batchnorm_act_maxpool_backward(PyObject *self, PyObject *arg
     if (!dx || !dg || !db) return bn_grads_result(who, 0, dx, dg, db);
     Py_BEGIN_ALLOW_THREADS
     rc = qnn_bn_act_maxpool_backward(&s, PyArray_DATA(dy), PyArray_DATA(x), ip,
-                                     PyArray_DATA(xsel), gamma ? PyArray_DATA(gamma) : NULL,
-                                     beta ? PyArray_DATA(beta) : NULL, PyArray_DATA(mean),
-                                     PyArray_DATA(is), &act, PyArray_DATA(dx), PyArray_DATA(dg),
-                                     PyArray_DATA(db));
+                                     PyArray_DATA(xsel), vec_data(v.gamma), vec_data(v.beta),
+                                     vec_data(v.mean), vec_data(v.inv_std), &act,
+                                     PyArray_DATA(dx), PyArray_DATA(dg), PyArray_DATA(db));
     Py_END_ALLOW_THREADS
     return bn_grads_result(who, rc, dx, dg, db);
 }
