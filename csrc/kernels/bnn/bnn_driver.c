@@ -47,6 +47,21 @@ static void tap_range(size_t o, size_t st, size_t p0, size_t k, size_t in, size_
     *hi = (size_t)b;
 }
 
+/* The input window of output pixel m = (n*HO + oh)*WO + ow of a pooling: image n, its first
+ * valid input row/column (ih0, iw0) and its valid height/width (hh, ww), padding clipped. */
+typedef struct pool_window {
+    size_t n, ih0, iw0, hh, ww;
+} pool_window;
+
+static pool_window window_of(const qnn_conv2d_shape *s, size_t m) {
+    const size_t ow = m % s->WO, oh = (m / s->WO) % s->HO;
+    size_t h0, h1, w0, w1;
+    tap_range(oh, s->sh, s->pt, s->KH, s->H, &h0, &h1);
+    tap_range(ow, s->sw, s->pl, s->KW, s->W, &w0, &w1);
+    return (pool_window){m / (s->WO * s->HO), oh * s->sh + h0 - s->pt, ow * s->sw + w0 - s->pl,
+                         h1 - h0, w1 - w0};
+}
+
 /* Class of each output coordinate by its valid tap range; returns the class count. */
 static size_t classify(size_t n_out, size_t st, size_t p0, size_t k, size_t in, size_t *cls,
                        size_t *lo, size_t *hi) {
@@ -248,15 +263,12 @@ int qnn_bnn_maxpool_tbits(const qnn_conv2d_shape *s, const uint64_t *x, uint64_t
     const int nt = qnn_threads_for(M * C * s->KH * s->KW);
 #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
     for (size_t m = 0; m < M; m++) {
-        const size_t ow = m % s->WO, oh = (m / s->WO) % s->HO, n = m / (s->WO * s->HO);
-        size_t h0, h1, w0, w1;
-        tap_range(oh, s->sh, s->pt, s->KH, s->H, &h0, &h1);
-        tap_range(ow, s->sw, s->pl, s->KW, s->W, &w0, &w1);
-        const size_t ih0 = oh * s->sh + h0 - s->pt, iw0 = ow * s->sw + w0 - s->pl;
+        const pool_window pw = window_of(s, m);
+        const size_t n = pw.n, ih0 = pw.ih0, iw0 = pw.iw0;
         for (size_t c = 0; c + 1 < C; c += 2) {
             uint64_t gt0 = 0, ge0 = 0;
-            for (size_t i = 0; i < h1 - h0; i++)
-                for (size_t j = 0; j < w1 - w0; j++) {
+            for (size_t i = 0; i < pw.hh; i++)
+                for (size_t j = 0; j < pw.ww; j++) {
                     const uint64_t *p = x + ((n * s->H + ih0 + i) * s->W + iw0 + j) * C + c;
                     gt0 |= p[1] & ~p[0];
                     ge0 |= ~(p[0] & p[1]);
@@ -274,24 +286,21 @@ int qnn_bnn_maxpool(const qnn_conv2d_shape *s, int bits, const void *x, void *ou
     const int nt = qnn_threads_for(M * C * s->KH * s->KW);
 #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
     for (size_t m = 0; m < M; m++) {
-        const size_t ow = m % s->WO, oh = (m / s->WO) % s->HO, n = m / (s->WO * s->HO);
-        size_t h0, h1, w0, w1;
-        tap_range(oh, s->sh, s->pt, s->KH, s->H, &h0, &h1);
-        tap_range(ow, s->sw, s->pl, s->KW, s->W, &w0, &w1);
-        const size_t ih0 = oh * s->sh + h0 - s->pt, iw0 = ow * s->sw + w0 - s->pl;
+        const pool_window pw = window_of(s, m);
+        const size_t n = pw.n, ih0 = pw.ih0, iw0 = pw.iw0;
         if (bits) {
             uint64_t *o = (uint64_t *)out + m * C;
             for (size_t c = 0; c < C; c++) o[c] = ~(uint64_t)0;
-            for (size_t i = 0; i < h1 - h0; i++)
-                for (size_t j = 0; j < w1 - w0; j++) {
+            for (size_t i = 0; i < pw.hh; i++)
+                for (size_t j = 0; j < pw.ww; j++) {
                     const uint64_t *p = (const uint64_t *)x + ((n * s->H + ih0 + i) * s->W + iw0 + j) * C;
                     for (size_t c = 0; c < C; c++) o[c] &= p[c];
                 }
         } else {
             uint8_t *o = (uint8_t *)out + m * C;
             memset(o, 0, C);
-            for (size_t i = 0; i < h1 - h0; i++)
-                for (size_t j = 0; j < w1 - w0; j++) {
+            for (size_t i = 0; i < pw.hh; i++)
+                for (size_t j = 0; j < pw.ww; j++) {
                     const uint8_t *p = (const uint8_t *)x + ((n * s->H + ih0 + i) * s->W + iw0 + j) * C;
                     for (size_t c = 0; c < C; c++) o[c] = p[c] > o[c] ? p[c] : o[c];
                 }
@@ -325,14 +334,11 @@ static int thresh_pool(const qnn_conv2d_shape *s, cell_fn row, const void *ctx, 
 #pragma omp for schedule(static)
             for (size_t m = 0; m < M; m++) {
                 if (!ok) continue;
-                const size_t ow = m % s->WO, oh = (m / s->WO) % s->HO, n = m / (s->WO * s->HO);
-                size_t h0, h1, w0, w1;
-                tap_range(oh, s->sh, s->pt, s->KH, s->H, &h0, &h1);
-                tap_range(ow, s->sw, s->pl, s->KW, s->W, &w0, &w1);
-                const size_t ih0 = oh * s->sh + h0 - s->pt, iw0 = ow * s->sw + w0 - s->pl;
+                const pool_window pw = window_of(s, m);
+                const size_t n = pw.n, ih0 = pw.ih0, iw0 = pw.iw0;
                 for (size_t c = 0; c < C; c++) v[c] = -__builtin_inff();
-                for (size_t i = 0; i < h1 - h0; i++)
-                    for (size_t j = 0; j < w1 - w0; j++) {
+                for (size_t i = 0; i < pw.hh; i++)
+                    for (size_t j = 0; j < pw.ww; j++) {
                         const float *p = row(ctx, n, ih0 + i, iw0 + j, buf);
                         for (size_t c = 0; c < C; c++) {
                             const float t = p[c] * sg[c];
