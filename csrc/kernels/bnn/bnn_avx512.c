@@ -60,22 +60,32 @@ void qnn_bgemm_ukernel_avx512(size_t mr, size_t kw, const uint64_t *a, size_t ld
         TSTEP(c##i##2, va, s2, m2); TSTEP(c##i##3, va, s3, m3);                                  \
     } while (0)
 
+/* The 5-row ternary-weight tile of qnn_tgemm/qnn_ttgemm: row pointers (rows past mr repeat row
+ * 0; only mr rows are stored), zeroed accumulators, and per k step the sign (s*) and nonzero (m*)
+ * planes of the 32 weight columns; ROW(i) does row i's step. */
+#define T5_KERNEL(ROW)                                                                           \
+    const uint64_t *a0 = a;                                                                      \
+    const uint64_t *a1 = mr > 1 ? a + lda : a0, *a2 = mr > 2 ? a + 2 * lda : a0;                 \
+    const uint64_t *a3 = mr > 3 ? a + 3 * lda : a0, *a4 = mr > 4 ? a + 4 * lda : a0;             \
+    const __m512i z = _mm512_setzero_si512();                                                    \
+    BZERO(0); BZERO(1); BZERO(2); BZERO(3); BZERO(4);                                            \
+    for (size_t k = 0; k < kw; k++) {                                                            \
+        const uint64_t *bk = b + k * 2 * QNN_BNN_NR;                                             \
+        const __m512i s0 = _mm512_loadu_si512((const void *)bk);                                 \
+        const __m512i s1 = _mm512_loadu_si512((const void *)(bk + 8));                           \
+        const __m512i s2 = _mm512_loadu_si512((const void *)(bk + 16));                          \
+        const __m512i s3 = _mm512_loadu_si512((const void *)(bk + 24));                          \
+        const __m512i m0 = _mm512_loadu_si512((const void *)(bk + 32));                          \
+        const __m512i m1 = _mm512_loadu_si512((const void *)(bk + 40));                          \
+        const __m512i m2 = _mm512_loadu_si512((const void *)(bk + 48));                          \
+        const __m512i m3 = _mm512_loadu_si512((const void *)(bk + 56));                          \
+        ROW(0); ROW(1); ROW(2); ROW(3); ROW(4);                                                  \
+    }                                                                                            \
+    BSTORE(0); BSTORE(1); BSTORE(2); BSTORE(3); BSTORE(4)
+
 void qnn_tgemm_ukernel_avx512(size_t mr, size_t kw, const uint64_t *a, size_t lda,
                               const uint64_t *b, int32_t *pc) {
-    const uint64_t *a0 = a;
-    const uint64_t *a1 = mr > 1 ? a + lda : a0, *a2 = mr > 2 ? a + 2 * lda : a0;
-    const uint64_t *a3 = mr > 3 ? a + 3 * lda : a0, *a4 = mr > 4 ? a + 4 * lda : a0;
-    const __m512i z = _mm512_setzero_si512();
-    BZERO(0); BZERO(1); BZERO(2); BZERO(3); BZERO(4);
-    for (size_t k = 0; k < kw; k++) {
-        const uint64_t *bk = b + k * 2 * QNN_BNN_NR;
-        const __m512i s0 = _mm512_loadu_si512((const void *)bk), s1 = _mm512_loadu_si512((const void *)(bk + 8));
-        const __m512i s2 = _mm512_loadu_si512((const void *)(bk + 16)), s3 = _mm512_loadu_si512((const void *)(bk + 24));
-        const __m512i m0 = _mm512_loadu_si512((const void *)(bk + 32)), m1 = _mm512_loadu_si512((const void *)(bk + 40));
-        const __m512i m2 = _mm512_loadu_si512((const void *)(bk + 48)), m3 = _mm512_loadu_si512((const void *)(bk + 56));
-        TROW(0); TROW(1); TROW(2); TROW(3); TROW(4);
-    }
-    BSTORE(0); BSTORE(1); BSTORE(2); BSTORE(3); BSTORE(4);
+    T5_KERNEL(TROW);
 }
 
 /* Ternary x ternary (spec §6): t = nza & nzw, dot = popcount(t) - 2*popcount(t & (sa ^ sw)); the
@@ -98,20 +108,7 @@ void qnn_tgemm_ukernel_avx512(size_t mr, size_t kw, const uint64_t *a, size_t ld
 
 void qnn_ttgemm_ukernel_avx512(size_t mr, size_t kw, const uint64_t *a, size_t lda,
                                const uint64_t *b, int32_t *pc) {
-    const uint64_t *a0 = a;
-    const uint64_t *a1 = mr > 1 ? a + lda : a0, *a2 = mr > 2 ? a + 2 * lda : a0;
-    const uint64_t *a3 = mr > 3 ? a + 3 * lda : a0, *a4 = mr > 4 ? a + 4 * lda : a0;
-    const __m512i z = _mm512_setzero_si512();
-    BZERO(0); BZERO(1); BZERO(2); BZERO(3); BZERO(4);
-    for (size_t k = 0; k < kw; k++) {
-        const uint64_t *bk = b + k * 2 * QNN_BNN_NR;
-        const __m512i s0 = _mm512_loadu_si512((const void *)bk), s1 = _mm512_loadu_si512((const void *)(bk + 8));
-        const __m512i s2 = _mm512_loadu_si512((const void *)(bk + 16)), s3 = _mm512_loadu_si512((const void *)(bk + 24));
-        const __m512i m0 = _mm512_loadu_si512((const void *)(bk + 32)), m1 = _mm512_loadu_si512((const void *)(bk + 40));
-        const __m512i m2 = _mm512_loadu_si512((const void *)(bk + 48)), m3 = _mm512_loadu_si512((const void *)(bk + 56));
-        TTROW(0); TTROW(1); TTROW(2); TTROW(3); TTROW(4);
-    }
-    BSTORE(0); BSTORE(1); BSTORE(2); BSTORE(3); BSTORE(4);
+    T5_KERNEL(TTROW);
 }
 
 #define VNNI(acc, va, vb) __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(va), "v"(vb))
