@@ -889,7 +889,7 @@ def returns_none_and_w(check_w):
     return check
 
 
-def _optim_table(name, valid, slots, optional, floats):
+def _optim_table(valid, slots, optional, floats):
     """The table of an optimizer update: `slots` are its state arrays (those in `optional` may be
     None), `floats` its scalar hyper-parameters."""
     first_f = floats[0]
@@ -958,11 +958,11 @@ def v_rmsprop():
                 lr=0.01, rho=0.9, momentum=0.5, epsilon=1e-7)
 
 
-TABLE["sgd_update"] = _optim_table("sgd_update", v_sgd, ["momentum_slot"], ["momentum_slot"],
+TABLE["sgd_update"] = _optim_table(v_sgd, ["momentum_slot"], ["momentum_slot"],
                                    ["lr", "momentum"])
-TABLE["adam_update"] = _optim_table("adam_update", v_adam, ["m", "v", "vhat"], ["vhat"],
+TABLE["adam_update"] = _optim_table(v_adam, ["m", "v", "vhat"], ["vhat"],
                                     ["lr_t", "beta_1", "beta_2", "epsilon"])
-TABLE["rmsprop_update"] = _optim_table("rmsprop_update", v_rmsprop, ["ms", "mom", "mg"],
+TABLE["rmsprop_update"] = _optim_table(v_rmsprop, ["ms", "mom", "mg"],
                                        ["mom", "mg"], ["lr", "rho", "momentum", "epsilon"])
 
 

@@ -175,6 +175,12 @@ def _model(act, pool_padding="valid", size=8):
     return Model(inp, x)
 
 
+def _without_pool_fusion(monkeypatch, model):
+    """Keep the batch-norm + activation pairs fused but run max pooling as its own layer."""
+    full = type(model)._bn_act_pairs
+    monkeypatch.setattr(type(model), "_bn_act_pairs", lambda self: (full(self)[0], {}))
+
+
 @pytest.mark.parametrize("act", ["relu", "quantized_relu(3,1)", "binary()", "ternary()"])
 def test_model_gradients_with_and_without_pool_fusion(act, monkeypatch):
     rng = np.random.default_rng(1)
@@ -185,9 +191,8 @@ def test_model_gradients_with_and_without_pool_fusion(act, monkeypatch):
         qnn_ext.utils.set_random_seed(3)
         m = _model(act)
         m.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
-        full = type(m)._bn_act_pairs
         if not fuse:
-            monkeypatch.setattr(type(m), "_bn_act_pairs", lambda self: (full(self)[0], {}))
+            _without_pool_fusion(monkeypatch, m)
         assert len(m._bn_act_pairs()[1]) == (1 if fuse else 0)
         m.train_on_batch(x, y)
         bn = m.layers[2]
@@ -218,8 +223,7 @@ def test_fit_relu_with_pool_fusion_tracks_unfused(monkeypatch):
         qnn_ext.utils.set_random_seed(3)
         m = _model("relu")
         if not fuse:
-            full = type(m)._bn_act_pairs
-            monkeypatch.setattr(type(m), "_bn_act_pairs", lambda self: (full(self)[0], {}))
+            _without_pool_fusion(monkeypatch, m)
         m.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
         m.fit(x, y, batch_size=16, epochs=2, verbose=0)
         weights.append(m.get_weights())

@@ -159,13 +159,19 @@ def _bconv_args():
 BCONV = None
 
 
-def c_bnn():
+def _bconv_call():
+    """The leading arguments of a bnn_conv2d call (fresh packed input) and its wsum."""
     global BCONV
     if BCONV is None:
         BCONV = _bconv_args()
     panel, wsum = BCONV
     xk = _core.bnn_bitpack("L", rnd(2, 8, 8, 64))
-    args = ("L", "binary", xk, panel, 64, 32, (3, 3), (1, 1), (1, 1, 1, 1), np.zeros(32, np.int32), 1)
+    return ("L", "binary", xk, panel, 64, 32, (3, 3), (1, 1), (1, 1, 1, 1),
+            np.zeros(32, np.int32), 1), wsum
+
+
+def c_bnn():
+    args, wsum = _bconv_call()
     _core.bnn_conv2d(*args, "float", mul=np.ones(32, F32), add=np.zeros(32, F32), wsum=wsum,
                      ws=_core.bnn_workspace())
     _core.bnn_conv2d(*args, "bits", thr=np.zeros((1, 32), np.int32), dir=np.ones(32, np.int8),
@@ -179,12 +185,7 @@ def c_bnn():
 
 
 def e_bnn():
-    global BCONV
-    if BCONV is None:
-        BCONV = _bconv_args()
-    panel, wsum = BCONV
-    xk = _core.bnn_bitpack("L", rnd(2, 8, 8, 64))
-    args = ("L", "binary", xk, panel, 64, 32, (3, 3), (1, 1), (1, 1, 1, 1), np.zeros(32, np.int32), 1)
+    args, wsum = _bconv_call()
     _raises(_core.bnn_conv2d, *args, "codes", thr=np.zeros((1, 32), np.int32), dir=np.ones(31, np.int8),
             wsum=wsum)
     _raises(_core.bnn_conv2d, *args, "float", mul=np.ones(32, F32), add=np.zeros(32, F32), wsum=wsum,
