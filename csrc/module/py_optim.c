@@ -23,7 +23,8 @@ static int optim_check(const char *who, optim_arg *a, int n) {
         a[i].arr = NULL;
         if (a[i].obj == Py_None) {
             if (a[i].optional) continue;
-            PyErr_Format(PyExc_TypeError, "%s: %s must be a float32 array, got None", who, a[i].name);
+            PyErr_Format(PyExc_TypeError, "%s: %s must be a float32 array, got None", who,
+                         a[i].name);
             return -1;
         }
         PyArrayObject *x = qnn_arg_f32(who, a[i].name, a[i].obj);
@@ -78,7 +79,9 @@ static PyObject *py_sgd_update(PyObject *self, PyObject *args, PyObject *kw) {
     if (!qnn_parse_args(args, kw, "sOOOddp:sgd_update", kwlist, &who, &a[0].obj,
                                      &a[1].obj, &a[2].obj, &lr, &mom, &nesterov))
         return NULL;
-    if (optim_check(who, a, 3) || check_finite(who, "lr", lr) || check_finite(who, "momentum", mom)) return NULL;
+    if (optim_check(who, a, 3) || check_finite(who, "lr", lr) ||
+        check_finite(who, "momentum", mom))
+        return NULL;
     int rc;
     const size_t n = (size_t)PyArray_SIZE(a[0].arr);
     Py_BEGIN_ALLOW_THREADS
@@ -99,8 +102,9 @@ static PyObject *py_adam_update(PyObject *self, PyObject *args, PyObject *kw) {
                                      &a[1].obj, &a[2].obj, &a[3].obj, &a[4].obj, &lr, &b1, &b2,
                                      &eps))
         return NULL;
-    if (optim_check(who, a, 5) || check_finite(who, "lr_t", lr) || check_finite(who, "beta_1", b1) ||
-        check_finite(who, "beta_2", b2) || check_finite(who, "epsilon", eps))
+    if (optim_check(who, a, 5) || check_finite(who, "lr_t", lr) ||
+        check_finite(who, "beta_1", b1) || check_finite(who, "beta_2", b2) ||
+        check_finite(who, "epsilon", eps))
         return NULL;
     int rc;
     const size_t n = (size_t)PyArray_SIZE(a[0].arr);

@@ -43,7 +43,7 @@ static void reduce_chunks(size_t K, size_t c, const double *part, double *tot) {
 }
 
 int QNN_FN(qnn_bn_stats)(size_t m, size_t c, const float *x, float eps, float *mean, float *var,
-                 float *inv_std) {
+                         float *inv_std) {
     if (c == 0) return QNN_NN_OK;
     const size_t K = bn_chunks(m);
     double *part = malloc((K + 2) * c * sizeof(double));
@@ -97,8 +97,8 @@ static void bn_affine(size_t c, const float *mean, const float *inv_std, const f
     }
 }
 
-int QNN_FN(qnn_bn_apply)(size_t m, size_t c, const float *x, const float *mean, const float *inv_std,
-                 const float *gamma, const float *beta, float *y) {
+int QNN_FN(qnn_bn_apply)(size_t m, size_t c, const float *x, const float *mean,
+                         const float *inv_std, const float *gamma, const float *beta, float *y) {
     if (c == 0 || m == 0) return QNN_NN_OK;
     float *scale = malloc(2 * c * sizeof(float));
     if (!scale) return QNN_NN_ENOMEM;
@@ -116,8 +116,9 @@ int QNN_FN(qnn_bn_apply)(size_t m, size_t c, const float *x, const float *mean, 
     return QNN_NN_OK;
 }
 
-int QNN_FN(qnn_bn_inference)(size_t m, size_t c, const float *x, const float *mean, const float *var,
-                     float eps, const float *gamma, const float *beta, float *y) {
+int QNN_FN(qnn_bn_inference)(size_t m, size_t c, const float *x, const float *mean,
+                             const float *var, float eps, const float *gamma, const float *beta,
+                             float *y) {
     if (c == 0 || m == 0) return QNN_NN_OK;
     float *inv_std = malloc(c * sizeof(float));
     if (!inv_std) return QNN_NN_ENOMEM;
@@ -166,13 +167,14 @@ static void grad_rows(size_t c, const float *x, const float *g, const float *mea
         const float *restrict mu = mean, *restrict a = coef, *restrict b = coef + c,
                               *restrict k = coef + 2 * c;
         float *dr = dx + r * c;
-        for (size_t cc = 0; cc < c; cc++) dr[cc] = a[cc] * (gr[cc] - b[cc] - (xr[cc] - mu[cc]) * k[cc]);
+        for (size_t cc = 0; cc < c; cc++)
+            dr[cc] = a[cc] * (gr[cc] - b[cc] - (xr[cc] - mu[cc]) * k[cc]);
     }
 }
 
 int QNN_FN(qnn_bn_backward)(size_t m, size_t c, const float *dy, const float *x, const float *gamma,
-                    const float *mean, const float *inv_std, float *dx, float *dgamma,
-                    float *dbeta) {
+                            const float *mean, const float *inv_std, float *dx, float *dgamma,
+                            float *dbeta) {
     if (c == 0) return QNN_NN_OK;
     const size_t K = bn_chunks(m);
     double *part = malloc((2 * K + 2) * c * sizeof(double));
@@ -245,8 +247,9 @@ static void act_backward(const qnn_bn_act *a, const float *z, const float *dy, f
 
 static size_t act_rows_per_block(size_t c) { return c >= BN_ACT_BLOCK ? 1 : BN_ACT_BLOCK / c; }
 
-int QNN_FN(qnn_bn_apply_act)(size_t m, size_t c, const float *x, const float *mean, const float *inv_std,
-                     const float *gamma, const float *beta, const qnn_bn_act *act, float *y) {
+int QNN_FN(qnn_bn_apply_act)(size_t m, size_t c, const float *x, const float *mean,
+                             const float *inv_std, const float *gamma, const float *beta,
+                             const qnn_bn_act *act, float *y) {
     if (c == 0 || m == 0) return QNN_NN_OK;
     const size_t rb = act_rows_per_block(c), nblk = (m + rb - 1) / rb;
     float *coef = malloc(2 * c * sizeof(float));
@@ -267,9 +270,10 @@ int QNN_FN(qnn_bn_apply_act)(size_t m, size_t c, const float *x, const float *me
     return QNN_NN_OK;
 }
 
-int QNN_FN(qnn_bn_backward_act)(size_t m, size_t c, const float *dy, const float *x, const float *gamma,
-                        const float *beta, const float *mean, const float *inv_std,
-                        const qnn_bn_act *act, float *dx, float *dgamma, float *dbeta) {
+int QNN_FN(qnn_bn_backward_act)(size_t m, size_t c, const float *dy, const float *x,
+                                const float *gamma, const float *beta, const float *mean,
+                                const float *inv_std, const qnn_bn_act *act, float *dx,
+                                float *dgamma, float *dbeta) {
     if (c == 0) return QNN_NN_OK;
     const size_t K = bn_chunks(m), rb = act_rows_per_block(c);
     double *part = malloc((2 * K + 2) * c * sizeof(double));
@@ -336,9 +340,9 @@ int QNN_FN(qnn_bn_backward_act)(size_t m, size_t c, const float *dy, const float
 static size_t pool_block(const qnn_bn_pool_shape *s) { return s->ph * s->w * s->c; }
 
 /* First maximum of each window of the act block a (ph rows x w pixels x c) in row-major cell
- * order with strict '>' (a NaN wins), as the max-pool kernels; writes y, idx and the winner's x. Cells are
- * the outer loop and channels the inner one, so every step is a vector compare and selects
- * (bi is int32 scratch of c, the width of the float mask, and becomes a byte at the end). */
+ * order with strict '>' (a NaN wins), as the max-pool kernels; writes y, idx and the winner's x.
+ * Cells are the outer loop and channels the inner one, so every step is a vector compare and
+ * selects (bi: int32 scratch of c, the width of the float mask, a byte at the end). */
 static void block_maxpool(const qnn_bn_pool_shape *s, const float *a, const float *xb, float *y,
                           uint8_t *idx, float *xsel, int32_t *restrict bi) {
     const size_t c = s->c, w = s->w;
@@ -375,9 +379,10 @@ static void block_maxpool(const qnn_bn_pool_shape *s, const float *a, const floa
     }
 }
 
-int QNN_FN(qnn_bn_act_maxpool_forward)(const qnn_bn_pool_shape *s, const float *x, const float *mean,
-                               const float *inv_std, const float *gamma, const float *beta,
-                               const qnn_bn_act *act, float *y, uint8_t *idx, float *xsel) {
+int QNN_FN(qnn_bn_act_maxpool_forward)(const qnn_bn_pool_shape *s, const float *x,
+                                       const float *mean, const float *inv_std, const float *gamma,
+                                       const float *beta, const qnn_bn_act *act, float *y,
+                                       uint8_t *idx, float *xsel) {
     const size_t c = s->c, rows = s->n * s->ho, blk = pool_block(s), prow = s->wo * s->c;
     if (rows == 0 || prow == 0) return QNN_NN_OK;
     float *coef = malloc(2 * c * sizeof(float));
@@ -404,9 +409,10 @@ int QNN_FN(qnn_bn_act_maxpool_forward)(const qnn_bn_pool_shape *s, const float *
 }
 
 int QNN_FN(qnn_bn_act_maxpool_backward)(const qnn_bn_pool_shape *s, const float *dy, const float *x,
-                                const uint8_t *idx, const float *xsel, const float *gamma,
-                                const float *beta, const float *mean, const float *inv_std,
-                                const qnn_bn_act *act, float *dx, float *dgamma, float *dbeta) {
+                                        const uint8_t *idx, const float *xsel, const float *gamma,
+                                        const float *beta, const float *mean, const float *inv_std,
+                                        const qnn_bn_act *act, float *dx, float *dgamma,
+                                        float *dbeta) {
     const size_t c = s->c, rows = s->n * s->ho, prow = s->wo * s->c, blk = pool_block(s);
     const size_t m = s->n * s->h * s->w; /* batch-norm rows: every pixel */
     if (c == 0) return QNN_NN_OK;
