@@ -14,7 +14,6 @@ def _as_list(x):
     return list(x) if isinstance(x, (list, tuple)) else [x]
 
 
-
 def _layer_refs(refs, where):
     """The layer names of a Keras node list ``[[name, node_index, tensor_index], ...]``. Checked:
     a string in place of the list would otherwise be read one character per "layer"."""
@@ -26,6 +25,7 @@ def _layer_refs(refs, where):
             raise ValueError(f"Model.from_config: {where} must hold [layer_name, node_index, "
                              f"tensor_index] lists, got {r!r:.80}")
     return [r[0] for r in refs]
+
 
 class Model(Layer):
     """``Model(inputs, outputs)``: a graph of layers from Input tensors to output tensors."""
