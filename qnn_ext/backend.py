@@ -9,7 +9,7 @@ import threading
 import numpy as np
 
 __all__ = ["set_learning_phase", "learning_phase", "epsilon", "image_data_format",
-           "set_random_seed", "next_random_key"]
+           "set_random_seed", "next_random_key", "clear_session"]
 
 _state = threading.local()
 _lock = threading.Lock()
@@ -60,3 +60,12 @@ def next_random_key():
     """A fresh 64-bit key for one stochastic kernel call (counter-based RNG in C)."""
     with _lock:
         return int(_rng.integers(0, 2**64, dtype=np.uint64))
+
+
+def clear_session():
+    """As Keras: restart automatic layer names from scratch ("dense", "dense_1", ... again),
+    and free this thread's kernel workspace (the GEMM and convolution packing buffers kept
+    between calls; the next layer call allocates it again)."""
+    from .layers import base
+    base._uids.clear()
+    base.thread_workspace().release()

@@ -853,7 +853,7 @@ TABLE["bnn_fconv"] = dict(
 
 # runtime entry points
 _NOARG = {k: NA("takes no arguments") for k in KINDS if k != "wrong_type"}
-for _name in ("build_info", "get_isa", "get_num_threads", "bnn_workspace"):
+for _name in ("build_info", "get_isa", "get_num_threads", "bnn_workspace", "Workspace"):
     TABLE[_name] = dict(valid=v_noargs, **_NOARG,
                         wrong_type=[("an argument", lambda kw: ("pos", 1), Raises(TypeError, _name))])
 
@@ -1064,6 +1064,16 @@ TABLE["gemm"]["none"] = TABLE["gemm"]["none"] + [
     ("bias=None, act=None", set_(bias=None, act=None), Valid("no epilogue", same_as_base))]
 TABLE["conv2d_forward"]["shape"] = TABLE["conv2d_forward"]["shape"] + [
     ("bias of length 2", set_(bias=rng_arr((2,))), Raises(ValueError, "bias"))]
+# workspace=: a _core.Workspace or None; anything else names the argument
+for _name in ("gemm", "conv2d_forward", "conv2d_backward_input", "conv2d_backward_filter"):
+    TABLE[_name]["wrong_type"] = TABLE[_name]["wrong_type"] + [
+        ("workspace=3", set_(workspace=3), Raises(TypeError, "workspace")),
+        ("workspace=bnn_workspace()", lambda kw: dict(kw, workspace=_core.bnn_workspace()),
+         Raises(TypeError, "workspace"))]
+    TABLE[_name]["none"] = TABLE[_name]["none"] + [
+        ("workspace=None", set_(workspace=None), Valid("no workspace", same_as_base)),
+        ("a new Workspace", lambda kw: dict(kw, workspace=_core.Workspace()),
+         Valid("the same result", same_as_base))]
 
 
 ENTRY_POINTS = sorted(n for n in dir(_core) if not n.startswith("_") and callable(getattr(_core, n)))

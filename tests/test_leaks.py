@@ -87,6 +87,24 @@ def e_conv():
     _raises(_core.conv2d_forward, "L", x, w, [1, "a"], (1, 1, 1, 1), (1, 1), 1)
 
 
+_WS = _core.Workspace()
+
+
+def c_workspace():
+    # a kept workspace (the lease taken and given back) and a fresh one freed with its object
+    x, w = rnd(2, 8, 8, 16), rnd(3, 3, 16, 16)
+    for ws in (_WS, _core.Workspace()):
+        y = _core.conv2d_forward("L", x, w, *GEO, workspace=ws)
+        _core.conv2d_backward_input("L", y, w, x.shape, *GEO, workspace=ws)
+        _core.conv2d_backward_filter("L", x, y, w.shape, *GEO, workspace=ws)
+        _core.gemm("L", rnd(64, 64), rnd(64, 64), workspace=ws)
+    # error paths after the lease is taken (output checks) give it back
+    _raises(_core.gemm, "L", rnd(4, 4), rnd(4, 4), out=np.zeros((4, 3), F32), workspace=_WS)
+    _raises(_core.conv2d_forward, "L", x, w, *GEO, out=np.zeros((2, 8, 8, 15), F32),
+            workspace=_WS)
+    _raises(_core.gemm, "L", rnd(4, 4), rnd(4, 4), workspace=1)
+
+
 def c_quant():
     x = rnd(64, 64)
     q = quantizers.quantized_bits(4, 0, 1)
@@ -215,6 +233,7 @@ def c_fit():
 
 
 CASES = {"gemm": c_gemm, "gemm errors": e_gemm, "conv+bias": c_conv, "conv errors": e_conv,
+         "workspace": c_workspace,
          "quantizers": c_quant, "quant errors": e_quant, "batchnorm": c_batchnorm,
          "batchnorm errors": e_batchnorm, "pool/softmax/act": c_pool, "pool errors": e_pool,
          "bnn deploy": c_bnn, "bnn errors": e_bnn}

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 
 #include "module/py_quant.h"
+#include "module/py_workspace.h"
 
 /* Method tables of the other kernel families (py_gemm.c, py_nn.c, py_bnn.c, py_optim.c), added at init. */
 extern PyMethodDef qnn_gemm_methods[];
@@ -131,8 +132,15 @@ PyMODINIT_FUNC PyInit__core(void) {
         isa = want;
     }
     qnn_dispatch_select(isa);
+    if (PyType_Ready(&qnn_workspace_type) < 0) return NULL;
     PyObject *m = PyModule_Create(&moduledef);
     if (!m) return NULL;
+    Py_INCREF(&qnn_workspace_type);
+    if (PyModule_AddObject(m, "Workspace", (PyObject *)&qnn_workspace_type)) {
+        Py_DECREF(&qnn_workspace_type);
+        Py_DECREF(m);
+        return NULL;
+    }
     if (PyModule_AddFunctions(m, qnn_gemm_methods) || PyModule_AddFunctions(m, qnn_nn_methods) ||
         PyModule_AddFunctions(m, qnn_bnn_methods) ||
         PyModule_AddFunctions(m, qnn_optim_methods)) {

@@ -10,6 +10,7 @@
 
 #include "kernels/conv/conv.h"
 #include "kernels/gemm/gemm.h"
+#include "module/py_workspace.h"
 
 /* Strides, padding and dilation are small in any real network; bounding them keeps every
  * index computation in the kernels far from overflow. */
@@ -156,13 +157,13 @@ static int bias_act_arg(const char *who, PyObject *bo, PyObject *ao, npy_intp n,
 static PyObject *py_gemm(PyObject *self, PyObject *args, PyObject *kw) {
     (void)self;
     static char *kwlist[] = {"who", "a", "b", "out", "trans_a", "trans_b", "alpha", "beta",
-                             "bias", "act", NULL};
+                             "bias", "act", "workspace", NULL};
     const char *who;
-    PyObject *ao, *bo, *out = Py_None, *biaso = Py_None, *acto = Py_None;
+    PyObject *ao, *bo, *out = Py_None, *biaso = Py_None, *acto = Py_None, *wso = Py_None;
     int ta = 0, tb = 0;
     double alpha = 1.0, beta = 0.0;
-    if (!qnn_parse_args(args, kw, "sOO|OppddOO:gemm", kwlist, &who, &ao, &bo, &out,
-                        &ta, &tb, &alpha, &beta, &biaso, &acto))
+    if (!qnn_parse_args(args, kw, "sOO|OppddOOO:gemm", kwlist, &who, &ao, &bo, &out,
+                        &ta, &tb, &alpha, &beta, &biaso, &acto, &wso))
         return NULL;
     PyArrayObject *a = qnn_arg_f32(who, "a", ao);
     if (!a) return NULL;
@@ -203,14 +204,17 @@ static PyObject *py_gemm(PyObject *self, PyObject *args, PyObject *kw) {
     const qnn_gemm_epilogue ep = {qnn_bias_act_apply, &ba};
     npy_intp dims[2] = {M, N};
     PyArrayObject *ins[3] = {a, b, biaso == Py_None ? NULL : (PyArrayObject *)biaso};
+    qnn_ws_lease lease;
+    if (qnn_ws_lease_take(who, wso, &lease)) return NULL;
     PyArrayObject *c = make_out(who, out, 2, dims, ins, biaso == Py_None ? 2 : 3);
-    if (!c) return NULL;
+    if (!c) { qnn_ws_lease_return(&lease); return NULL; }
     int rc;
     Py_BEGIN_ALLOW_THREADS
     rc = qnn_sgemm(ta, tb, (size_t)M, (size_t)N, (size_t)K, (float)alpha, PyArray_DATA(a),
                    (size_t)PyArray_DIM(a, 1), PyArray_DATA(b), (size_t)PyArray_DIM(b, 1),
-                   (float)beta, PyArray_DATA(c), (size_t)N, fuse ? &ep : NULL);
+                   (float)beta, PyArray_DATA(c), (size_t)N, fuse ? &ep : NULL, lease.ws);
     Py_END_ALLOW_THREADS
+    qnn_ws_lease_return(&lease);
     if (rc) { Py_DECREF(c); qnn_raise_status(who, rc); return NULL; }
     return (PyObject *)c;
 }
@@ -363,11 +367,12 @@ static PyObject *finish(const char *who, int rc, PyArrayObject *o) {
 static PyObject *py_conv2d_forward(PyObject *self, PyObject *args, PyObject *kw) {
     (void)self;
     static char *kwlist[] = {"who", "x", "w", "strides", "padding", "dilation", "groups", "out",
-                             "bias", "act", NULL};
+                             "bias", "act", "workspace", NULL};
     const char *who;
     PyObject *xo, *wo, *so, *po, *dio, *go, *out = Py_None, *biaso = Py_None, *acto = Py_None;
-    if (!qnn_parse_args(args, kw, "sOOOOOO|OOO:conv2d_forward", kwlist, &who, &xo, &wo,
-                        &so, &po, &dio, &go, &out, &biaso, &acto))
+    PyObject *wso = Py_None;
+    if (!qnn_parse_args(args, kw, "sOOOOOO|OOOO:conv2d_forward", kwlist, &who, &xo, &wo,
+                        &so, &po, &dio, &go, &out, &biaso, &acto, &wso))
         return NULL;
     PyArrayObject *x, *w;
     npy_intp xd[4], wd[4], yd[4];
@@ -380,24 +385,27 @@ static PyObject *py_conv2d_forward(PyObject *self, PyObject *args, PyObject *kw)
     int fuse;
     if (bias_act_arg(who, biaso, acto, yd[3], &ba, &fuse)) return NULL;
     PyArrayObject *ins[3] = {x, w, biaso == Py_None ? NULL : (PyArrayObject *)biaso};
+    qnn_ws_lease lease;
+    if (qnn_ws_lease_take(who, wso, &lease)) return NULL;
     PyArrayObject *y = make_out(who, out, 4, yd, ins, biaso == Py_None ? 2 : 3);
-    if (!y) return NULL;
+    if (!y) { qnn_ws_lease_return(&lease); return NULL; }
     int rc;
     Py_BEGIN_ALLOW_THREADS
     rc = qnn_conv2d_forward(&s, PyArray_DATA(x), PyArray_DATA(w), fuse ? &ba : NULL,
-                            PyArray_DATA(y));
+                            PyArray_DATA(y), lease.ws);
     Py_END_ALLOW_THREADS
+    qnn_ws_lease_return(&lease);
     return finish(who, rc, y);
 }
 
 static PyObject *py_conv2d_backward_input(PyObject *self, PyObject *args, PyObject *kw) {
     (void)self;
     static char *kwlist[] = {"who", "dy", "w", "x_shape", "strides", "padding", "dilation",
-                             "groups", "out", NULL};
+                             "groups", "out", "workspace", NULL};
     const char *who;
-    PyObject *dyo, *wo, *xso, *so, *po, *dio, *go, *out = Py_None;
-    if (!qnn_parse_args(args, kw, "sOOOOOOO|O:conv2d_backward_input", kwlist, &who,
-                        &dyo, &wo, &xso, &so, &po, &dio, &go, &out))
+    PyObject *dyo, *wo, *xso, *so, *po, *dio, *go, *out = Py_None, *wso = Py_None;
+    if (!qnn_parse_args(args, kw, "sOOOOOOO|OO:conv2d_backward_input", kwlist, &who,
+                        &dyo, &wo, &xso, &so, &po, &dio, &go, &out, &wso))
         return NULL;
     PyArrayObject *dy, *w;
     npy_intp dyd[4], wd[4], xd[4];
@@ -407,23 +415,27 @@ static PyObject *py_conv2d_backward_input(PyObject *self, PyObject *args, PyObje
         conv_setup(who, "x_shape", xd, "w", wd, so, po, dio, go, &s) || check_dy(who, dy, &s))
         return NULL;
     PyArrayObject *ins[2] = {dy, w};
+    qnn_ws_lease lease;
+    if (qnn_ws_lease_take(who, wso, &lease)) return NULL;
     PyArrayObject *dx = make_out(who, out, 4, xd, ins, 2);
-    if (!dx) return NULL;
+    if (!dx) { qnn_ws_lease_return(&lease); return NULL; }
     int rc;
     Py_BEGIN_ALLOW_THREADS
-    rc = qnn_conv2d_backward_input(&s, PyArray_DATA(dy), PyArray_DATA(w), PyArray_DATA(dx));
+    rc = qnn_conv2d_backward_input(&s, PyArray_DATA(dy), PyArray_DATA(w), PyArray_DATA(dx),
+                                   lease.ws);
     Py_END_ALLOW_THREADS
+    qnn_ws_lease_return(&lease);
     return finish(who, rc, dx);
 }
 
 static PyObject *py_conv2d_backward_filter(PyObject *self, PyObject *args, PyObject *kw) {
     (void)self;
     static char *kwlist[] = {"who", "x", "dy", "w_shape", "strides", "padding", "dilation",
-                             "groups", "out", NULL};
+                             "groups", "out", "workspace", NULL};
     const char *who;
-    PyObject *xo, *dyo, *wso, *so, *po, *dio, *go, *out = Py_None;
-    if (!qnn_parse_args(args, kw, "sOOOOOOO|O:conv2d_backward_filter", kwlist, &who,
-                        &xo, &dyo, &wso, &so, &po, &dio, &go, &out))
+    PyObject *xo, *dyo, *wso, *so, *po, *dio, *go, *out = Py_None, *wspo = Py_None;
+    if (!qnn_parse_args(args, kw, "sOOOOOOO|OO:conv2d_backward_filter", kwlist, &who,
+                        &xo, &dyo, &wso, &so, &po, &dio, &go, &out, &wspo))
         return NULL;
     PyArrayObject *x, *dy;
     npy_intp xd[4], dyd[4], wd[4];
@@ -434,12 +446,16 @@ static PyObject *py_conv2d_backward_filter(PyObject *self, PyObject *args, PyObj
         conv_setup(who, "x", xd, "w_shape", wd, so, po, dio, go, &s) || check_dy(who, dy, &s))
         return NULL;
     PyArrayObject *ins[2] = {x, dy};
+    qnn_ws_lease lease;
+    if (qnn_ws_lease_take(who, wspo, &lease)) return NULL;
     PyArrayObject *dw = make_out(who, out, 4, wd, ins, 2);
-    if (!dw) return NULL;
+    if (!dw) { qnn_ws_lease_return(&lease); return NULL; }
     int rc;
     Py_BEGIN_ALLOW_THREADS
-    rc = qnn_conv2d_backward_filter(&s, PyArray_DATA(x), PyArray_DATA(dy), PyArray_DATA(dw));
+    rc = qnn_conv2d_backward_filter(&s, PyArray_DATA(x), PyArray_DATA(dy), PyArray_DATA(dw),
+                                    lease.ws);
     Py_END_ALLOW_THREADS
+    qnn_ws_lease_return(&lease);
     return finish(who, rc, dw);
 }
 

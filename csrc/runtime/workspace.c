@@ -11,21 +11,29 @@ void *qnn_aligned_alloc(size_t bytes) {
 
 void qnn_aligned_free(void *p) { free(p); }
 
-void *qnn_workspace_reserve(qnn_workspace *ws, size_t bytes) {
-    if (ws->ptr && ws->size >= bytes) return ws->ptr;
-    /* Grow by 1.5x so a slowly growing batch does not reallocate every call. */
-    size_t want = bytes + bytes / 2;
+void *qnn_ws_get(qnn_workspace *ws, enum qnn_ws_slot slot, size_t bytes) {
+    if (ws->ptr[slot] && ws->size[slot] >= bytes) return ws->ptr[slot];
+    /* Grow by 1/4 more than asked, so a batch that creeps up does not reallocate every call;
+     * free first, so peak memory is the new block only. */
+    size_t want = bytes + bytes / 4;
     if (want < bytes) want = bytes;
-    void *p = qnn_aligned_alloc(want);
-    if (!p) return NULL;
-    qnn_aligned_free(ws->ptr);
-    ws->ptr = p;
-    ws->size = want;
-    return p;
+    qnn_aligned_free(ws->ptr[slot]);
+    ws->ptr[slot] = qnn_aligned_alloc(want);
+    ws->size[slot] = ws->ptr[slot] ? want : 0;
+    ws->grows++;
+    return ws->ptr[slot];
+}
+
+size_t qnn_ws_bytes(const qnn_workspace *ws) {
+    size_t n = 0;
+    for (int s = 0; s < QNN_WS_SLOTS; s++) n += ws->size[s];
+    return n;
 }
 
 void qnn_workspace_release(qnn_workspace *ws) {
-    qnn_aligned_free(ws->ptr);
-    ws->ptr = NULL;
-    ws->size = 0;
+    for (int s = 0; s < QNN_WS_SLOTS; s++) {
+        qnn_aligned_free(ws->ptr[s]);
+        ws->ptr[s] = NULL;
+        ws->size[s] = 0;
+    }
 }

@@ -14,6 +14,7 @@ import threading
 
 import numpy as np
 
+from .. import _core
 from ..variables import Variable
 
 F32 = np.float32
@@ -88,6 +89,21 @@ def _shape_str(shape):
     return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
+_scratch = threading.local()
+
+
+def thread_workspace():
+    """The `_core.Workspace` that layers called from this thread pass to their GEMM and
+    convolution kernels: packing and scratch buffers are allocated once, grown to the largest
+    layer's need, and reused by every layer and step after, instead of being allocated (and,
+    past the allocator's thresholds, page-faulted afresh) per call. One per thread, so layers
+    run from several threads never wait for each other; `backend.clear_session()` frees it."""
+    ws = getattr(_scratch, "ws", None)
+    if ws is None:
+        ws = _scratch.ws = _core.Workspace()
+    return ws
+
+
 class Layer:
     """Base class of every layer (and of Model)."""
 
@@ -111,6 +127,12 @@ class Layer:
             input_shape = (input_dim,)
         self._batch_input_shape = (
             (batch_size,) + tuple(input_shape) if input_shape is not None else None)
+
+    @property
+    def _workspace(self):
+        """The scratch memory of this thread's GEMM and convolution calls (see
+        `thread_workspace`)."""
+        return thread_workspace()
 
     # ------------------------------------------------------------ weights
     def add_weight(self, name, shape, initializer="zeros", trainable=True, constraint=None,

@@ -304,15 +304,18 @@ class QConv2DBatchnorm(_BatchnormFolding, QConv2D):
     def _raw_conv(self, x, w):
         pads = self._pads(x.shape[1:-1])
         return _core.conv2d_forward(self.name, x, np.ascontiguousarray(w, F32), self.strides,
-                                    pads, self.dilation_rate, self.groups)
+                                    pads, self.dilation_rate, self.groups,
+                                    workspace=self._workspace)
 
     def _conv_grads(self, x, dz, w, need_dx):
         pads = self._pads(x.shape[1:-1])
         dz = np.ascontiguousarray(dz, F32)
         dw = _core.conv2d_backward_filter(self.name, x, dz, w.shape, self.strides, pads,
-                                          self.dilation_rate, self.groups)
+                                          self.dilation_rate, self.groups,
+                                          workspace=self._workspace)
         dx = (_core.conv2d_backward_input(self.name, dz, np.ascontiguousarray(w, F32), x.shape,
-                                          self.strides, pads, self.dilation_rate, self.groups)
+                                          self.strides, pads, self.dilation_rate, self.groups,
+                                          workspace=self._workspace)
               if need_dx else None)
         return dx, dw
 
@@ -363,7 +366,7 @@ class QDepthwiseConv2DBatchnorm(_BatchnormFolding, QDepthwiseConv2D):
     def _raw_conv(self, x, w):
         pads = self._conv._pads(x.shape[1:-1])
         return _core.conv2d_forward(self.name, x, self._as_grouped(w), self.strides, pads,
-                                    self.dilation_rate, x.shape[-1])
+                                    self.dilation_rate, x.shape[-1], workspace=self._workspace)
 
     def _conv_grads(self, x, dz, w, need_dx):
         pads = self._conv._pads(x.shape[1:-1])
@@ -371,9 +374,11 @@ class QDepthwiseConv2DBatchnorm(_BatchnormFolding, QDepthwiseConv2D):
         wg = self._as_grouped(w)
         c = x.shape[-1]
         dw = _core.conv2d_backward_filter(self.name, x, dz, wg.shape, self.strides, pads,
-                                          self.dilation_rate, c).reshape(w.shape)
+                                          self.dilation_rate, c,
+                                          workspace=self._workspace).reshape(w.shape)
         dx = (_core.conv2d_backward_input(self.name, dz, wg, x.shape, self.strides, pads,
-                                          self.dilation_rate, c) if need_dx else None)
+                                          self.dilation_rate, c,
+                                          workspace=self._workspace) if need_dx else None)
         return dx, dw
 
     def get_config(self):

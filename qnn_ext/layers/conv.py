@@ -136,7 +136,7 @@ class _Conv(QuantizedWeightsMixin, Layer):
         fused = epilogue_act(self.activation)
         bias = self._quantize("bias", training) if self.use_bias else None
         z = _core.conv2d_forward(self.name, x4, self._kernel2d(kq), self._s2(), pads, self._d2(),
-                                 self.groups, bias=bias, act=fused)
+                                 self.groups, bias=bias, act=fused, workspace=self._workspace)
         y, self._act_cache = act_after_epilogue(self.activation, fused, z, training)
         self._cache = (x4, kq, pads, x.shape)
         return y.reshape(y.shape[0], y.shape[2], y.shape[3]) if self.rank == 1 else y
@@ -150,7 +150,8 @@ class _Conv(QuantizedWeightsMixin, Layer):
         dz = self._act_grad(self.activation, self._act_cache, g4)
         k2 = self._kernel2d(kq)
         dk = _core.conv2d_backward_filter(self.name, x4, dz, k2.shape, self._s2(), pads,
-                                          self._d2(), self.groups).reshape(kq.shape)
+                                          self._d2(), self.groups,
+                                          workspace=self._workspace).reshape(kq.shape)
         grads = [self._kernel_grad(dk)]
         if self.use_bias:
             grads.append(self._quantizer_grad("bias", _core.bias_grad(self.name, dz)))
@@ -158,7 +159,7 @@ class _Conv(QuantizedWeightsMixin, Layer):
         if not self._need_input_grad:
             return None
         dx = _core.conv2d_backward_input(self.name, dz, k2, x4.shape, self._s2(), pads,
-                                         self._d2(), self.groups)
+                                         self._d2(), self.groups, workspace=self._workspace)
         return dx.reshape(xshape)
 
     def get_config(self):
@@ -262,7 +263,7 @@ class DepthwiseConv2D(QuantizedWeightsMixin, Layer):
         fused = epilogue_act(self.activation)
         bias = self._quantize("bias", training) if self.use_bias else None
         z = _core.conv2d_forward(self.name, x, w, self.strides, pads, self.dilation_rate, c,
-                                 bias=bias, act=fused)
+                                 bias=bias, act=fused, workspace=self._workspace)
         y, self._act_cache = act_after_epilogue(self.activation, fused, z, training)
         self._cache = (x, w, pads, kq.shape)
         return y
@@ -272,13 +273,14 @@ class DepthwiseConv2D(QuantizedWeightsMixin, Layer):
         dz = self._act_grad(self.activation, self._act_cache, grad)
         c = x.shape[-1]
         dw = _core.conv2d_backward_filter(self.name, x, dz, w.shape, self.strides, pads,
-                                          self.dilation_rate, c).reshape(kshape)
+                                          self.dilation_rate, c,
+                                          workspace=self._workspace).reshape(kshape)
         grads = [self._quantizer_grad("depthwise", dw)]
         if self.use_bias:
             grads.append(self._quantizer_grad("bias", _core.bias_grad(self.name, dz)))
         self.grads = grads if self.trainable else []
         return _core.conv2d_backward_input(self.name, dz, w, x.shape, self.strides, pads,
-                                           self.dilation_rate, c)
+                                           self.dilation_rate, c, workspace=self._workspace)
 
     def get_config(self):
         config = super().get_config()
@@ -349,13 +351,14 @@ class _SeparableConv(QuantizedWeightsMixin, Layer):
         pq = self._quantize("pointwise", training)
         wd = d._kernel2d(dq).reshape(d._k2() + (1, c * self.depth_multiplier))
         pads = d._pads(x.shape[1:-1])
-        h = _core.conv2d_forward(self.name, x4, wd, d._s2(), pads, d._d2(), c)
+        h = _core.conv2d_forward(self.name, x4, wd, d._s2(), pads, d._d2(), c,
+                                 workspace=self._workspace)
         h, self._dw_act_cache = act_forward(self.depthwise_activation, h, training)
         h2 = h.reshape(-1, h.shape[-1])
         fused = epilogue_act(self.activation)
         bias = self._quantize("bias", training) if self.use_bias else None
         z = _core.gemm(self.name, h2, pq.reshape(pq.shape[-2], pq.shape[-1]), bias=bias,
-                       act=fused)
+                       act=fused, workspace=self._workspace)
         z = z.reshape(h.shape[:-1] + (self.filters,))
         y, self._act_cache = act_after_epilogue(self.activation, fused, z, training)
         self._cache = (x4, wd, pads, dq.shape, h2, pq, h.shape, x.shape)
@@ -367,17 +370,19 @@ class _SeparableConv(QuantizedWeightsMixin, Layer):
         dz = self._act_grad(self.activation, self._act_cache, d._to2d(grad))
         dz2 = dz.reshape(-1, self.filters)
         p2 = pq.reshape(pq.shape[-2], pq.shape[-1])
-        dp = _core.gemm(self.name, h2, dz2, trans_a=True).reshape(pq.shape)
-        dh = _core.gemm(self.name, dz2, p2, trans_b=True).reshape(hshape)
+        dp = _core.gemm(self.name, h2, dz2, trans_a=True,
+                        workspace=self._workspace).reshape(pq.shape)
+        dh = _core.gemm(self.name, dz2, p2, trans_b=True, workspace=self._workspace).reshape(hshape)
         dh = np.ascontiguousarray(act_backward(self.depthwise_activation, self._dw_act_cache, dh))
         c = x4.shape[-1]
         dd = _core.conv2d_backward_filter(self.name, x4, dh, wd.shape, d._s2(), pads, d._d2(),
-                                          c).reshape(dshape)
+                                          c, workspace=self._workspace).reshape(dshape)
         grads = [self._quantizer_grad("depthwise", dd), self._quantizer_grad("pointwise", dp)]
         if self.use_bias:
             grads.append(self._quantizer_grad("bias", _core.bias_grad(self.name, dz2)))
         self.grads = grads if self.trainable else []
-        dx = _core.conv2d_backward_input(self.name, dh, wd, x4.shape, d._s2(), pads, d._d2(), c)
+        dx = _core.conv2d_backward_input(self.name, dh, wd, x4.shape, d._s2(), pads, d._d2(), c,
+                                         workspace=self._workspace)
         return dx.reshape(xshape)
 
     def get_config(self):
@@ -445,7 +450,7 @@ class Conv2DTranspose(Conv2D):
         pads = self._pads(out_sp)  # the forward convolution's padding on the output grid
         yshape = (x.shape[0],) + out_sp + (self.filters,)
         z = _core.conv2d_backward_input(self.name, x, kq, yshape, self.strides, pads,
-                                        self.dilation_rate, 1)
+                                        self.dilation_rate, 1, workspace=self._workspace)
         if self.use_bias:
             z = _core.bias_add(self.name, z, self._quantize("bias", training), out=z)
         y, self._act_cache = act_forward(self.activation, z, training)
@@ -457,12 +462,13 @@ class Conv2DTranspose(Conv2D):
         dz = self._act_grad(self.activation, self._act_cache, grad)
         # y = conv^T(x): dx = conv(dz), dW from the convolution that maps dz to x
         dk = _core.conv2d_backward_filter(self.name, dz, x, kq.shape, self.strides, pads,
-                                          self.dilation_rate, 1)
+                                          self.dilation_rate, 1, workspace=self._workspace)
         grads = [self._kernel_grad(dk)]
         if self.use_bias:
             grads.append(self._quantizer_grad("bias", _core.bias_grad(self.name, dz)))
         self.grads = grads if self.trainable else []
-        return _core.conv2d_forward(self.name, dz, kq, self.strides, pads, self.dilation_rate, 1)
+        return _core.conv2d_forward(self.name, dz, kq, self.strides, pads, self.dilation_rate, 1,
+                                    workspace=self._workspace)
 
     def get_config(self):
         config = super().get_config()

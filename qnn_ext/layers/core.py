@@ -44,21 +44,21 @@ class Dense(QuantizedWeightsMixin, Layer):
         # bias and relu run in the GEMM epilogue, on each block of z while it is in cache
         fused = epilogue_act(self.activation)
         bias = self._quantize("bias", training) if self.use_bias else None
-        z = _core.gemm(self.name, x2, kq, bias=bias, act=fused)
+        z = _core.gemm(self.name, x2, kq, bias=bias, act=fused, workspace=self._workspace)
         y, self._act_cache = act_after_epilogue(self.activation, fused, z, training)
         self._x2, self._kq, self._xshape = x2, kq, x.shape
         return y.reshape(x.shape[:-1] + (self.units,))
 
     def backward(self, grad):
         dz = self._act_grad(self.activation, self._act_cache, grad.reshape(-1, self.units))
-        dkq = _core.gemm(self.name, self._x2, dz, trans_a=True)
+        dkq = _core.gemm(self.name, self._x2, dz, trans_a=True, workspace=self._workspace)
         grads = [self._quantizer_grad("kernel", dkq)]
         if self.use_bias:
             grads.append(self._quantizer_grad("bias", _core.bias_grad(self.name, dz)))
         self.grads = grads if self.trainable else []
         if not self._need_input_grad:
             return None
-        dx = _core.gemm(self.name, dz, self._kq, trans_b=True)
+        dx = _core.gemm(self.name, dz, self._kq, trans_b=True, workspace=self._workspace)
         return dx.reshape(self._xshape)
 
     def get_config(self):

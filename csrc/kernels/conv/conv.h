@@ -30,16 +30,18 @@ typedef struct qnn_conv2d_shape {
 int qnn_conv2d_out_size(size_t in, size_t k, size_t s, size_t p0, size_t p1, size_t d,
                         size_t *out);
 
-/* y = conv(x, w). All buffers dense, caller-owned; y is fully overwritten. */
+/* y = conv(x, w). All buffers dense, caller-owned; y is fully overwritten. ws: the scratch
+ * (flipped kernel, column and partial buffers, and the GEMM's packing) is taken from it, or from a
+ * temporary workspace when NULL. */
 /* ba (may be NULL): bias add and relu fused into the GEMM epilogue (qnn_bias_act_apply). */
 int qnn_conv2d_forward(const qnn_conv2d_shape *s, const float *x, const float *w,
-                       const qnn_bias_act *ba, float *y);
+                       const qnn_bias_act *ba, float *y, qnn_workspace *ws);
 /* dx = d(sum(y*dy))/dx; dx (N, H, W, C) fully overwritten. */
 int qnn_conv2d_backward_input(const qnn_conv2d_shape *s, const float *dy, const float *w,
-                              float *dx);
+                              float *dx, qnn_workspace *ws);
 /* dw = d(sum(y*dy))/dw; dw (KH, KW, C/groups, CO) fully overwritten. */
 int qnn_conv2d_backward_filter(const qnn_conv2d_shape *s, const float *x, const float *dy,
-                               float *dw);
+                               float *dw, qnn_workspace *ws);
 
 /* out[r, c] = y[r, c] + b[c] over rows x C (out may equal y). */
 int qnn_bias_add(size_t rows, size_t C, const float *y, const float *b, float *out);

@@ -261,11 +261,11 @@ static void dw_backward_input(const qnn_conv2d_shape *s, const float *dy, const 
 /* dw reduces over every output pixel: each thread sums a fixed share of the images into its
  * own partial, and the partials are added in thread order. */
 static int dw_backward_filter(const qnn_conv2d_shape *s, const float *x, const float *dy,
-                              float *dw) {
+                              float *dw, qnn_workspace *ws) {
     const size_t C = s->C, CO = s->CO, dm = CO / C, wsz = s->KH * s->KW * CO;
     int nt = dw_threads(s, s->N * s->HO * s->WO * CO);
     if ((size_t)nt > s->N) nt = s->N > 0 ? (int)s->N : 1;
-    float *part = qnn_aligned_alloc((size_t)nt * wsz * sizeof(float));
+    float *part = qnn_ws_get(ws, QNN_WS_CONV, (size_t)nt * wsz * sizeof(float));
     if (!part) return QNN_ENOMEM;
     memset(part, 0, (size_t)nt * wsz * sizeof(float));
 #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
@@ -297,14 +297,13 @@ static int dw_backward_filter(const qnn_conv2d_shape *s, const float *x, const f
     memcpy(dw, part, wsz * sizeof(float));
     for (int t = 1; t < nt; t++)
         for (size_t i = 0; i < wsz; i++) dw[i] += part[(size_t)t * wsz + i];
-    qnn_aligned_free(part);
     return QNN_OK;
 }
 
 /* ------------------------------------------------------------ general (GEMM) paths */
 
-int qnn_conv2d_forward(const qnn_conv2d_shape *s, const float *x, const float *w,
-                       const qnn_bias_act *ba, float *y) {
+static int conv2d_forward_ws(const qnn_conv2d_shape *s, const float *x, const float *w,
+                             const qnn_bias_act *ba, float *y, qnn_workspace *ws) {
     const size_t Cg = s->C / s->groups, COg = s->CO / s->groups;
     const size_t M = s->N * s->HO * s->WO, K = s->KH * s->KW * Cg;
     if (Cg == 1 && s->groups > 1) {
@@ -321,7 +320,7 @@ int qnn_conv2d_forward(const qnn_conv2d_shape *s, const float *x, const float *w
         const qnn_bias_act gba = {ba && ba->bias ? ba->bias + g * COg : NULL, ba ? ba->relu : 0};
         const qnn_gemm_epilogue ep = {qnn_bias_act_apply, &gba};
         const int rc = qnn_sgemm_ex(M, COg, K, 1.0f, none, &ap, b, NULL, 0.0f, y + g * COg, s->CO,
-                                    ba ? &ep : NULL, 0);
+                                    ba ? &ep : NULL, 0, ws);
         if (rc) return rc;
     }
     return QNN_OK;
@@ -361,7 +360,7 @@ static void col2im_gather(const qnn_conv2d_shape *s, size_t g, size_t n0, size_t
  * (dx[ih] gathers dy[ih + pt - kh*dh], i.e. tap KH-1-kh at padding dh*(KH-1) - pt), so it runs on
  * the forward's implicit-im2col GEMM with no column buffer and no scatter. */
 static int backward_input_flipped(const qnn_conv2d_shape *s, const float *dy, const float *w,
-                                  float *dx) {
+                                  float *dx, qnn_workspace *ws) {
     const size_t Cg = s->C / s->groups, COg = s->CO / s->groups, taps = s->KH * s->KW;
     qnn_conv2d_shape t = *s;
     t.H = s->HO; t.W = s->WO; t.C = s->CO; t.CO = s->C;
@@ -369,7 +368,7 @@ static int backward_input_flipped(const qnn_conv2d_shape *s, const float *dy, co
     t.pb = s->dh * (s->KH - 1) - s->pb; t.pr = s->dw * (s->KW - 1) - s->pr;
     t.HO = s->H; t.WO = s->W;
     /* wt[kh', kw', j, g*Cg + ci] = w[KH-1-kh', KW-1-kw', ci, g*COg + j] */
-    float *wt = qnn_aligned_alloc(taps * COg * s->C * sizeof(float) + 1);
+    float *wt = qnn_ws_get(ws, QNN_WS_CONV, taps * COg * s->C * sizeof(float));
     if (!wt) return QNN_ENOMEM;
     for (size_t tap = 0; tap < taps; tap++) {
         const float *src = w + (taps - 1 - tap) * Cg * s->CO;
@@ -379,13 +378,11 @@ static int backward_input_flipped(const qnn_conv2d_shape *s, const float *dy, co
                 for (size_t j = 0; j < COg; j++)
                     d[j * s->C + g * Cg + ci] = src[ci * s->CO + g * COg + j];
     }
-    const int rc = qnn_conv2d_forward(&t, dy, wt, NULL, dx);
-    qnn_aligned_free(wt);
-    return rc;
+    return conv2d_forward_ws(&t, dy, wt, NULL, dx, ws);
 }
 
-int qnn_conv2d_backward_input(const qnn_conv2d_shape *s, const float *dy, const float *w,
-                              float *dx) {
+static int conv2d_backward_input_ws(const qnn_conv2d_shape *s, const float *dy, const float *w,
+                                    float *dx, qnn_workspace *ws) {
     const size_t Cg = s->C / s->groups, COg = s->CO / s->groups;
     if (s->N == 0) return QNN_OK;
     if (Cg == 1 && s->groups > 1) { dw_backward_input(s, dy, w, dx); return QNN_OK; }
@@ -394,13 +391,12 @@ int qnn_conv2d_backward_input(const qnn_conv2d_shape *s, const float *dy, const 
     if (s->sh == 1 && s->sw == 1 && Cg >= 16 && s->pt <= s->dh * (s->KH - 1) &&
         s->pb <= s->dh * (s->KH - 1) &&
         s->pl <= s->dw * (s->KW - 1) && s->pr <= s->dw * (s->KW - 1))
-        return backward_input_flipped(s, dy, w, dx);
+        return backward_input_flipped(s, dy, w, dx, ws);
     const size_t ldcol = s->KH * s->KW * Cg, per_img = s->HO * s->WO * ldcol;
-    /* Column buffer for a chunk of images, ~8 MB at most (at least one image); allocated per
-     * call for now. */
+    /* Column buffer for a chunk of images, ~8 MB at most (at least one image). */
     size_t nb = ((size_t)1 << 21) / (per_img ? per_img : 1);
     nb = nb < 1 ? 1 : min_sz(nb, s->N);
-    float *dcol = qnn_aligned_alloc(nb * per_img * sizeof(float));
+    float *dcol = qnn_ws_get(ws, QNN_WS_CONV, nb * per_img * sizeof(float));
     if (!dcol) return QNN_ENOMEM;
     for (size_t n0 = 0; n0 < s->N; n0 += nb) {
         const size_t cnt = min_sz(nb, s->N - n0), M = cnt * s->HO * s->WO;
@@ -408,19 +404,19 @@ int qnn_conv2d_backward_input(const qnn_conv2d_shape *s, const float *dy, const 
             /* dcol = dy_g @ w_g^T: w_g^T(j, k) = w[k*CO + g*COg + j]. */
             const qnn_mat a = {dy + n0 * s->HO * s->WO * s->CO + g * COg, (idx)s->CO, 1};
             const qnn_mat b = {w + g * COg, 1, (idx)s->CO};
-            const int rc = qnn_sgemm_ex(M, ldcol, COg, 1.0f, a, NULL, b, NULL, 0.0f, dcol, ldcol, NULL, 0);
-            if (rc) { qnn_aligned_free(dcol); return rc; }
+            const int rc =
+                qnn_sgemm_ex(M, ldcol, COg, 1.0f, a, NULL, b, NULL, 0.0f, dcol, ldcol, NULL, 0, ws);
+            if (rc) return rc;
             col2im_gather(s, g, n0, cnt, dcol, dx);
         }
     }
-    qnn_aligned_free(dcol);
     return QNN_OK;
 }
 
-int qnn_conv2d_backward_filter(const qnn_conv2d_shape *s, const float *x, const float *dy,
-                               float *dw) {
+static int conv2d_backward_filter_ws(const qnn_conv2d_shape *s, const float *x, const float *dy,
+                                     float *dw, qnn_workspace *ws) {
     const size_t Cg = s->C / s->groups, COg = s->CO / s->groups;
-    if (Cg == 1 && s->groups > 1) return dw_backward_filter(s, x, dy, dw);
+    if (Cg == 1 && s->groups > 1) return dw_backward_filter(s, x, dy, dw, ws);
     /* dW_g^T (COg x KH*KW*Cg) = dy_g^T @ patches_g, reduced over the N*HO*WO pixels: dy^T packs
      * as transposed A (contiguous channel runs per pixel) and the patches as B rows (contiguous
      * Cg runs), then the small result is transposed into the HWIO kernel. */
@@ -432,25 +428,50 @@ int qnn_conv2d_backward_filter(const qnn_conv2d_shape *s, const float *x, const 
             const qnn_mat none = {NULL, 0, 0};
             const qnn_mat b = {dy + g * COg, (idx)s->CO, 1};
             const int rc =
-                qnn_sgemm_ex(Kp, COg, P, 1.0f, none, &ap, b, NULL, 0.0f, dw + g * COg, s->CO, NULL, 0);
+                qnn_sgemm_ex(Kp, COg, P, 1.0f, none, &ap, b, NULL, 0.0f, dw + g * COg, s->CO,
+                             NULL, 0, ws);
             if (rc) return rc;
         }
         return QNN_OK;
     }
-    float *dwt = qnn_aligned_alloc(COg * Kp * sizeof(float) + 1);
+    float *dwt = qnn_ws_get(ws, QNN_WS_CONV, COg * Kp * sizeof(float));
     if (!dwt) return QNN_ENOMEM;
     for (size_t g = 0; g < s->groups; g++) {
         const patch_ctx ctx = {s, x, g, s->C / s->groups};
         const qnn_bpacker bp = {pack_patches_b, &ctx};
         const qnn_mat a = {dy + g * COg, 1, (idx)s->CO};
         const qnn_mat none = {NULL, 0, 0};
-        const int rc = qnn_sgemm_ex(COg, Kp, P, 1.0f, a, NULL, none, &bp, 0.0f, dwt, Kp, NULL, 0);
-        if (rc) { qnn_aligned_free(dwt); return rc; }
+        const int rc =
+            qnn_sgemm_ex(COg, Kp, P, 1.0f, a, NULL, none, &bp, 0.0f, dwt, Kp, NULL, 0, ws);
+        if (rc) return rc;
         for (size_t r = 0; r < Kp; r++)
             for (size_t j = 0; j < COg; j++) dw[r * s->CO + g * COg + j] = dwt[j * Kp + r];
     }
-    qnn_aligned_free(dwt);
     return QNN_OK;
+}
+
+int qnn_conv2d_forward(const qnn_conv2d_shape *s, const float *x, const float *w,
+                       const qnn_bias_act *ba, float *y, qnn_workspace *ws) {
+    qnn_workspace tmp = {0};
+    const int rc = conv2d_forward_ws(s, x, w, ba, y, ws ? ws : &tmp);
+    qnn_workspace_release(&tmp);
+    return rc;
+}
+
+int qnn_conv2d_backward_input(const qnn_conv2d_shape *s, const float *dy, const float *w,
+                              float *dx, qnn_workspace *ws) {
+    qnn_workspace tmp = {0};
+    const int rc = conv2d_backward_input_ws(s, dy, w, dx, ws ? ws : &tmp);
+    qnn_workspace_release(&tmp);
+    return rc;
+}
+
+int qnn_conv2d_backward_filter(const qnn_conv2d_shape *s, const float *x, const float *dy,
+                               float *dw, qnn_workspace *ws) {
+    qnn_workspace tmp = {0};
+    const int rc = conv2d_backward_filter_ws(s, x, dy, dw, ws ? ws : &tmp);
+    qnn_workspace_release(&tmp);
+    return rc;
 }
 
 /* ------------------------------------------------------------ bias */

@@ -12,6 +12,7 @@
 #include <stddef.h>
 
 #include "kernels/quant/quant.h" /* enum qnn_status, shared by every kernel family */
+#include "runtime/workspace.h"
 
 /* Depth of a K slice and the row stride of a packed A sliver. A compile-time row stride lets the
  * microkernels address all MR rows from one base register with constant displacements, and lets
@@ -87,15 +88,16 @@ void qnn_bias_act_apply(const void *ctx, size_t i0, size_t m, size_t j0, size_t 
 /* C (M x N, row stride ldc, unit column stride) = ep(alpha * A @ B + beta * C). A is M x K
  * (either a strided view `a` or produced by `ap` when ap != NULL), B is K x N (a strided view
  * `b`, or produced by `bp` when bp != NULL), ep an optional epilogue. `nthreads` caps the OpenMP
- * team (<= 0: the runtime's rule from the amount of work). Returns QNN_OK or QNN_ENOMEM.
- * Allocates its packing buffers per call (glibc keeps them on its heap between calls). */
+ * team (<= 0: the runtime's rule from the amount of work). The packing buffers come from the
+ * workspace's GEMM slots (and QNN_WS_SPLITK), grown as needed; ws == NULL: a temporary one,
+ * freed before returning. Returns QNN_OK or QNN_ENOMEM. */
 int qnn_sgemm_ex(size_t M, size_t N, size_t K, float alpha, qnn_mat a, const qnn_apacker *ap,
                  qnn_mat b, const qnn_bpacker *bp, float beta, float *c, size_t ldc,
-                 const qnn_gemm_epilogue *ep, int nthreads);
+                 const qnn_gemm_epilogue *ep, int nthreads, qnn_workspace *ws);
 
 /* BLAS-like row-major entry: op(A) = A (M x K, lda) or A^T (A stored K x M, lda). */
 int qnn_sgemm(int trans_a, int trans_b, size_t M, size_t N, size_t K, float alpha,
               const float *a, size_t lda, const float *b, size_t ldb, float beta, float *c,
-              size_t ldc, const qnn_gemm_epilogue *ep);
+              size_t ldc, const qnn_gemm_epilogue *ep, qnn_workspace *ws);
 
 #endif

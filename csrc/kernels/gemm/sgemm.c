@@ -207,12 +207,11 @@ static void gemm_run(const gemm_job *j, int tid, int nt) {
     qnn_fpenv_end(env);
 }
 
-/* Plans a GEMM for `nt` threads and allocates its packing buffers (~2 MB of B panel at most,
- * ~380 KB of A per thread; glibc keeps blocks of this size on its heap after the first call, so
- * repeated calls do not re-fault fresh pages). Returns QNN_OK or QNN_ENOMEM. */
-static int gemm_plan(gemm_job *j, size_t M, size_t N, size_t K, float alpha, const qnn_apacker *ap,
-                     const qnn_bpacker *bp, float beta, float *c, size_t ldc,
-                     const qnn_gemm_epilogue *ep, int nt) {
+/* Plans a GEMM for `nt` threads; the packing buffers (gemm_a_floats / gemm_b_floats) are bound
+ * by the caller, from a workspace. */
+static void gemm_plan(gemm_job *j, size_t M, size_t N, size_t K, float alpha, const qnn_apacker *ap,
+                      const qnn_bpacker *bp, float beta, float *c, size_t ldc,
+                      const qnn_gemm_epilogue *ep, int nt) {
     const size_t mr = (size_t)qnn_dispatch_table.sgemm_mr, nr = (size_t)qnn_dispatch_table.sgemm_nr;
     const size_t n_kc = (K + QNN_KC - 1) / QNN_KC;
     const size_t kcb = min_sz(round_up((K + n_kc - 1) / n_kc, 4), K);
@@ -227,20 +226,18 @@ static int gemm_plan(gemm_job *j, size_t M, size_t N, size_t K, float alpha, con
     /* Whole B when it is small next to the C it would otherwise make us re-read. */
     j->bfull = n_pc > 1 && N <= QNN_NC && npad * K * sizeof(float) <= QNN_BFULL_BYTES &&
                M >= 4 * mcb;
-    j->bbuf = qnn_aligned_alloc((j->bfull ? n_pc * kcb * npad : kcb * min_sz(npad, QNN_NC)) *
-                                sizeof(float));
-    j->abuf = qnn_aligned_alloc((size_t)nt * j->astride * sizeof(float));
-    if (!j->bbuf || !j->abuf) {
-        qnn_aligned_free(j->bbuf);
-        qnn_aligned_free(j->abuf);
-        return QNN_ENOMEM;
-    }
-    return QNN_OK;
 }
 
-static void gemm_free(gemm_job *j) {
-    qnn_aligned_free(j->bbuf);
-    qnn_aligned_free(j->abuf);
+/* Packing buffer sizes of a plan, in floats, each a multiple of 16 (64 bytes) so buffers carved
+ * one after another from a workspace slot stay aligned. */
+static size_t gemm_a_floats(const gemm_job *j, int nt) {
+    return round_up((size_t)nt * j->astride, 16);
+}
+
+static size_t gemm_b_floats(const gemm_job *j) {
+    const size_t nr = (size_t)qnn_dispatch_table.sgemm_nr, npad = round_up(j->N, nr);
+    const size_t n_pc = (j->K + j->kcb - 1) / j->kcb;
+    return round_up(j->bfull ? n_pc * j->kcb * npad : j->kcb * min_sz(npad, QNN_NC), 16);
 }
 
 /* Packers over a K range [koff, ...) of another packer, for the split-K slices. */
@@ -266,32 +263,41 @@ static void pack_b_shifted(const void *ctx, size_t k0, size_t kc, size_t j0, siz
  * K slice. The summation order depends on the thread count only through the K split. */
 static int sgemm_split_k(size_t M, size_t N, size_t K, float alpha, const qnn_apacker *ap,
                          const qnn_bpacker *bp, float beta, float *c, size_t ldc,
-                         const qnn_gemm_epilogue *ep, int nt) {
-    float *part = qnn_aligned_alloc((size_t)(nt - 1) * M * N * sizeof(float));
+                         const qnn_gemm_epilogue *ep, int nt, qnn_workspace *ws) {
+    /* Slice boundaries on multiples of the K slice keep every thread's slices full depth. */
+    const size_t nsl = (K + QNN_KC - 1) / QNN_KC;
+#define QNN_SPLIT_K0(t) min_sz(K, share(nsl, (t), nt) * QNN_KC)
+    /* One slot holds the nt - 1 partial C's, then each thread's packing buffers, sized for the
+     * largest of the threads' plans (their K ranges differ by at most one slice). */
+    const size_t part_floats = round_up((size_t)(nt - 1) * M * N, 16);
+    size_t per_thread = 0;
+    for (int t = 0; t < nt; t++) {
+        gemm_job pj;
+        gemm_plan(&pj, M, N, QNN_SPLIT_K0(t + 1) - QNN_SPLIT_K0(t), alpha, ap, bp, beta, c, ldc,
+                  NULL, 1);
+        const size_t f = gemm_a_floats(&pj, 1) + gemm_b_floats(&pj);
+        if (f > per_thread) per_thread = f;
+    }
+    float *part = qnn_ws_get(ws, QNN_WS_SPLITK,
+                             (part_floats + (size_t)nt * per_thread) * sizeof(float));
     if (!part) return QNN_ENOMEM;
-    int rc = QNN_OK;
 #pragma omp parallel num_threads(nt)
     {
         const int t = thread_id();
-        /* Slice boundaries on multiples of the K slice keep every thread's slices full depth. */
-        const size_t nsl = (K + QNN_KC - 1) / QNN_KC;
-        const size_t k0 = min_sz(K, share(nsl, t, nt) * QNN_KC);
-        const size_t k1 = min_sz(K, share(nsl, t + 1, nt) * QNN_KC);
+        const size_t k0 = QNN_SPLIT_K0(t), k1 = QNN_SPLIT_K0(t + 1);
         const shifted_a sa = {ap, k0};
         const shifted_b sb = {bp, k0};
         const qnn_apacker a1 = {pack_a_shifted, &sa};
         const qnn_bpacker b1 = {pack_b_shifted, &sb};
         gemm_job j;
-        const int r = t == 0 ? gemm_plan(&j, M, N, k1 - k0, alpha, &a1, &b1, beta, c, ldc, NULL, 1)
-                             : gemm_plan(&j, M, N, k1 - k0, alpha, &a1, &b1, 0.0f,
-                                         part + (size_t)(t - 1) * M * N, N, NULL, 1);
-        if (r == QNN_OK) {
-            gemm_run(&j, 0, 1);
-            gemm_free(&j);
-        } else {
-#pragma omp atomic write
-            rc = r;
-        }
+        if (t == 0)
+            gemm_plan(&j, M, N, k1 - k0, alpha, &a1, &b1, beta, c, ldc, NULL, 1);
+        else
+            gemm_plan(&j, M, N, k1 - k0, alpha, &a1, &b1, 0.0f, part + (size_t)(t - 1) * M * N, N,
+                      NULL, 1);
+        j.abuf = part + part_floats + (size_t)t * per_thread;
+        j.bbuf = j.abuf + gemm_a_floats(&j, 1);
+        gemm_run(&j, 0, 1);
 #pragma omp barrier
 #pragma omp for schedule(static)
         for (long i = 0; i < (long)M; i++) {
@@ -300,28 +306,17 @@ static int sgemm_split_k(size_t M, size_t N, size_t K, float alpha, const qnn_ap
                 const float *pi = part + ((size_t)(u - 1) * M + (size_t)i) * N;
                 for (size_t j2 = 0; j2 < N; j2++) ci[j2] += pi[j2];
             }
-            if (ep && rc == QNN_OK) ep->apply(ep->ctx, (size_t)i, 1, 0, N, c, ldc);
+            if (ep) ep->apply(ep->ctx, (size_t)i, 1, 0, N, c, ldc);
         }
     }
-    qnn_aligned_free(part);
-    return rc;
+#undef QNN_SPLIT_K0
+    return QNN_OK;
 }
 
-int qnn_sgemm_ex(size_t M, size_t N, size_t K, float alpha, qnn_mat a, const qnn_apacker *ap,
-                 qnn_mat b, const qnn_bpacker *bp, float beta, float *c, size_t ldc,
-                 const qnn_gemm_epilogue *ep, int nthreads) {
-    if (M == 0 || N == 0) return QNN_OK;
-    if (K == 0 || alpha == 0.0f) {
-        scale_c(M, N, beta, c, ldc);
-        if (ep) ep->apply(ep->ctx, 0, M, 0, N, c, ldc);
-        return QNN_OK;
-    }
+static int sgemm_ws(size_t M, size_t N, size_t K, float alpha, const qnn_apacker *ap,
+                    const qnn_bpacker *bp, float beta, float *c, size_t ldc,
+                    const qnn_gemm_epilogue *ep, int nthreads, qnn_workspace *ws) {
     const size_t mr = (size_t)qnn_dispatch_table.sgemm_mr, nr = (size_t)qnn_dispatch_table.sgemm_nr;
-    qnn_apacker dflt = {pack_a_strided, &a};
-    if (!ap) ap = &dflt;
-    qnn_bpacker bdflt = {pack_b_strided, &b};
-    if (!bp) bp = &bdflt;
-
     int nt = nthreads;
     if (nt <= 0) {
         /* One multiply-add costs ~1/8 of an element-wise op's memory traffic at these sizes. */
@@ -334,27 +329,47 @@ int qnn_sgemm_ex(size_t M, size_t N, size_t K, float alpha, qnn_mat a, const qnn
      * gradients: K = batch x pixels), where a tile split meets at two barriers per K slice. */
     if (nt > 1 && K >= (size_t)nt * 2 * QNN_KC && M * N <= ((size_t)1 << 20) &&
         (tiles < (size_t)nt * 64 || K >= 4 * (M > N ? M : N)))
-        return sgemm_split_k(M, N, K, alpha, ap, bp, beta, c, ldc, ep, nt);
+        return sgemm_split_k(M, N, K, alpha, ap, bp, beta, c, ldc, ep, nt, ws);
 
     gemm_job j;
-    const int rc = gemm_plan(&j, M, N, K, alpha, ap, bp, beta, c, ldc, ep, nt);
-    if (rc) return rc;
+    gemm_plan(&j, M, N, K, alpha, ap, bp, beta, c, ldc, ep, nt);
+    j.abuf = qnn_ws_get(ws, QNN_WS_GEMM_A, gemm_a_floats(&j, nt) * sizeof(float));
+    j.bbuf = j.abuf ? qnn_ws_get(ws, QNN_WS_GEMM_B, gemm_b_floats(&j) * sizeof(float)) : NULL;
+    if (!j.abuf || !j.bbuf) return QNN_ENOMEM;
     if (nt == 1) {
         gemm_run(&j, 0, 1);
     } else {
 #pragma omp parallel num_threads(nt)
         gemm_run(&j, thread_id(), nt);
     }
-    gemm_free(&j);
     return QNN_OK;
+}
+
+int qnn_sgemm_ex(size_t M, size_t N, size_t K, float alpha, qnn_mat a, const qnn_apacker *ap,
+                 qnn_mat b, const qnn_bpacker *bp, float beta, float *c, size_t ldc,
+                 const qnn_gemm_epilogue *ep, int nthreads, qnn_workspace *ws) {
+    if (M == 0 || N == 0) return QNN_OK;
+    if (K == 0 || alpha == 0.0f) {
+        scale_c(M, N, beta, c, ldc);
+        if (ep) ep->apply(ep->ctx, 0, M, 0, N, c, ldc);
+        return QNN_OK;
+    }
+    qnn_apacker dflt = {pack_a_strided, &a};
+    if (!ap) ap = &dflt;
+    qnn_bpacker bdflt = {pack_b_strided, &b};
+    if (!bp) bp = &bdflt;
+    qnn_workspace tmp = {0};
+    const int rc = sgemm_ws(M, N, K, alpha, ap, bp, beta, c, ldc, ep, nthreads, ws ? ws : &tmp);
+    qnn_workspace_release(&tmp);
+    return rc;
 }
 
 int qnn_sgemm(int trans_a, int trans_b, size_t M, size_t N, size_t K, float alpha,
               const float *a, size_t lda, const float *b, size_t ldb, float beta, float *c,
-              size_t ldc, const qnn_gemm_epilogue *ep) {
+              size_t ldc, const qnn_gemm_epilogue *ep, qnn_workspace *ws) {
     const qnn_mat am = trans_a ? (qnn_mat){a, 1, (ptrdiff_t)lda} : (qnn_mat){a, (ptrdiff_t)lda, 1};
     const qnn_mat bm = trans_b ? (qnn_mat){b, 1, (ptrdiff_t)ldb} : (qnn_mat){b, (ptrdiff_t)ldb, 1};
-    return qnn_sgemm_ex(M, N, K, alpha, am, NULL, bm, NULL, beta, c, ldc, ep, 0);
+    return qnn_sgemm_ex(M, N, K, alpha, am, NULL, bm, NULL, beta, c, ldc, ep, 0, ws);
 }
 
 void qnn_bias_act_apply(const void *ctx, size_t i0, size_t m, size_t j0, size_t n, float *c,
