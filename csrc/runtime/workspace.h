@@ -1,8 +1,8 @@
 /* Persistent 64-byte aligned scratch memory. First touch of fresh pages costs ~3 ms/MB on this
  * VM (spec/performance.md §7), and whether freed blocks stay mapped is up to the allocator (glibc
  * returns them past its trim threshold, other allocators sooner), so the GEMM and convolution
- * kernels take their packing buffers from a workspace owned by the caller (a layer, through
- * _core.Workspace) and grown, never shrunk, across calls. A workspace is used by one kernel call
+ * kernels take their packing buffers from a workspace owned by the caller (_core.Workspace; the
+ * layers share one per Python thread) and grown, never shrunk, across calls. A workspace is used by one kernel call
  * at a time; its slots let a kernel that calls another (a convolution calling the GEMM) hold
  * its own scratch while the inner one uses its slots. */
 #ifndef QNN_RUNTIME_WORKSPACE_H
