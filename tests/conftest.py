@@ -63,3 +63,14 @@ def _reset_global_state():
     yield
     backend.set_learning_phase(0)
     quantizers.set_internal_sigmoid("hard")
+
+
+@pytest.fixture
+def num_threads():
+    """Sets the kernels' OpenMP thread count: ``num_threads(n)``; the previous count is restored
+    after the test, whatever it did."""
+    from qnn_ext import _core
+
+    previous = _core.get_num_threads()
+    yield _core.set_num_threads
+    _core.set_num_threads(previous)

@@ -29,6 +29,7 @@ typedef struct qnn_dispatch {
     int ttgemm_mr;
     const qnn_bn_kernels *bn; /* batch norm (+ fused activation / max pool) */
     const qnn_quant_auto_kernels *qauto; /* data-dependent quantizer scales */
+    qnn_sgemm_ind_ukernel sgemm_ind;     /* the sgemm tile reading A in place (same MR x NR) */
 } qnn_dispatch;
 
 extern qnn_dispatch qnn_dispatch_table;

@@ -313,7 +313,7 @@ static int conv2d_forward_ws(const qnn_conv2d_shape *s, const float *x, const fl
     }
     for (size_t g = 0; g < s->groups; g++) {
         const patch_ctx ctx = {s, x, g, s->C / s->groups};
-        const qnn_apacker ap = {pack_patches, &ctx};
+        const qnn_apacker ap = {pack_patches, &ctx, NULL};
         const qnn_mat none = {NULL, 0, 0};
         const qnn_mat b = {w + g * COg, (idx)s->CO, 1};
         /* the group's columns of C start at channel g * COg: so does its slice of the bias */
@@ -424,7 +424,7 @@ static int conv2d_backward_filter_ws(const qnn_conv2d_shape *s, const float *x, 
     if (Kp < COg) {
         for (size_t g = 0; g < s->groups; g++) {
             const patch_ctx ctx = {s, x, g, s->C / s->groups};
-            const qnn_apacker ap = {pack_patches_t, &ctx};
+            const qnn_apacker ap = {pack_patches_t, &ctx, NULL};
             const qnn_mat none = {NULL, 0, 0};
             const qnn_mat b = {dy + g * COg, (idx)s->CO, 1};
             const int rc =

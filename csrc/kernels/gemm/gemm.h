@@ -1,8 +1,9 @@
 /* Float32 GEMM for the training path: C = alpha * op(A) @ op(B) + beta * C, row-major.
  *
  * Goto/BLIS structure (spec/performance.md §3): B is packed into KC x NC panels, A into MC x KC
- * blocks, and an MR x NR register-tile microkernel (sgemm_body.h, compiled once per ISA and chosen
- * through the dispatch table) streams the packed slivers. Operands are described by element
+ * blocks, and an MR x NR register-tile microkernel (one per ISA, chosen through the dispatch
+ * table) streams the packed slivers. An A whose rows lie in memory as contiguous runs of K is not
+ * copied: the indirect microkernel reads it in place through a table of row addresses. Operands are described by element
  * strides, so transposes and strided sub-matrices (conv groups) cost nothing beyond the packing.
  * The A operand can instead be produced by a caller-supplied packer: the convolutions use that
  * to pack im2col patches straight from the NHWC input (implicit im2col). */
@@ -34,6 +35,27 @@ void qnn_sgemm_ukernel_avx2(size_t, const float *, const float *, float *, size_
                             size_t, float, float);
 void qnn_sgemm_ukernel_avx512(size_t, const float *, const float *, float *, size_t, size_t,
                               size_t, float, float);
+/* Indirect microkernel: the same product, but A is read where it lies instead of from a packed
+ * sliver. The K range is nseg segments; segment s is len[s] steps long and row i of it starts at
+ * rows[s*MR + i] (len[s] contiguous floats; rows i >= m may repeat any readable address). pf is
+ * the next sliver's table with the same segments, fetched into cache while this one computes
+ * (NULL: nothing to fetch). The sum runs over k in the same order as the packed kernel of the
+ * same ISA, so both give the same bits. */
+typedef void (*qnn_sgemm_ind_ukernel)(size_t nseg, const size_t *len, const float *const *rows,
+                                      const float *const *pf, const float *b, float *c,
+                                      size_t ldc, size_t m, size_t n, float alpha, float beta);
+
+void qnn_sgemm_ind_ukernel_ref(size_t, const size_t *, const float *const *, const float *const *,
+                               const float *, float *, size_t, size_t, size_t, float, float);
+void qnn_sgemm_ind_ukernel_avx2(size_t, const size_t *, const float *const *,
+                                const float *const *, const float *, float *, size_t, size_t,
+                                size_t, float, float);
+void qnn_sgemm_ind_ukernel_avx512(size_t, const size_t *, const float *const *,
+                                  const float *const *, const float *, float *, size_t, size_t,
+                                  size_t, float, float);
+/* Most segments an in-place A may cut one K slice into. */
+#define QNN_SGEMM_IND_MAXSEG 64
+
 /* Register tile of each build (the packing follows the tile of the selected microkernel). */
 #define QNN_SGEMM_MR_REF 4
 #define QNN_SGEMM_NR_REF 8
@@ -56,6 +78,14 @@ typedef struct qnn_apacker {
     void (*pack)(const void *ctx, size_t i0, size_t m, size_t k0, size_t kc, size_t mr,
                  float *dst);
     const void *ctx;
+    /* Optional, for an A whose rows lie in memory as runs of contiguous K (a row-major matrix,
+     * the pixels of an NHWC image): describes rows [i0, i0+m) x cols [k0, k0+kc) for the
+     * indirect microkernel instead of copying them. Writes the segment lengths to len (at most
+     * QNN_SGEMM_IND_MAXSEG, summing to kc) and the row addresses of sliver v (rows i0 + v*mr ..)
+     * to tab[(v*nseg + s)*mr + i], rows past m repeating a readable address; returns nseg, or
+     * 0 when this range must be packed after all. NULL: always packed. */
+    size_t (*rows)(const void *ctx, size_t i0, size_t m, size_t k0, size_t kc, size_t mr,
+                   const float **tab, size_t *len);
 } qnn_apacker;
 
 /* Custom B packer: writes rows [k0, k0+kc) x cols [j0, j0+nn) of B as dst[k*nr + j], columns

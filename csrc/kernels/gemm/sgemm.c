@@ -26,7 +26,16 @@ static int thread_id(void) { return 0; }
 #define QNN_A_BYTES (384u * 1024u)
 #endif
 #define QNN_NC 2048
+/* In-place A is used for products at most this many B slivers wide. Each A sliver then meets
+ * every B sliver while it is in L1, so the B slivers come from L2 once per A sliver: cheap for a
+ * few, but for wide B (a 2048-square product) a packed A block streamed past an L1-resident B
+ * sliver was 10-20% faster. */
+#define QNN_IND_MAX_SLIVERS 8
 #define QNN_BFULL_BYTES (4u * 1024u * 1024u)
+
+/* A row-address table (round_up(mc, mr) x nseg pointers) fits where the packed block would. */
+_Static_assert(QNN_SGEMM_IND_MAXSEG * sizeof(const float *) <= QNN_KC * sizeof(float),
+               "the A table must fit in the packed-A buffer");
 
 static size_t min_sz(size_t a, size_t b) { return a < b ? a : b; }
 static size_t round_up(size_t a, size_t m) { return (a + m - 1) / m * m; }
@@ -56,6 +65,18 @@ static void pack_a_strided(const void *ctx, size_t i0, size_t m, size_t k0, size
         }
     }
     for (size_t i = m; i < mpad; i++) memset(dst + i * ld, 0, kc * sizeof(float));
+}
+
+/* In-place rows of a row-major view (unit column stride): one segment per K slice. */
+static size_t rows_strided(const void *ctx, size_t i0, size_t m, size_t k0, size_t kc, size_t mr,
+                           const float **tab, size_t *len) {
+    const qnn_mat *a = ctx;
+    if (a->cs != 1) return 0;
+    const size_t mpad = round_up(m, mr);
+    for (size_t i = 0; i < mpad; i++)
+        tab[i] = a->p + (ptrdiff_t)(i0 + (i < m ? i : m - 1)) * a->rs + (ptrdiff_t)k0;
+    len[0] = kc;
+    return 1;
 }
 
 /* One NR-wide sliver of B: rows [k0, k0+kc) x cols [j0, j0+nn), zero-padded to nr columns. */
@@ -91,6 +112,7 @@ static void scale_c(size_t M, size_t N, float beta, float *c, size_t ldc) {
 typedef struct gemm_job {
     size_t M, N, K, kcb, mcb, n_mb, astride;
     int bfull; /* all of B packed up front (slice p at bbuf + p*kcb*round_up(N, nr)) */
+    int ind;   /* A read in place through ap->rows where it allows (else packed) */
     float alpha, beta;
     const qnn_apacker *ap;
     const qnn_bpacker *bp;
@@ -100,6 +122,54 @@ typedef struct gemm_job {
 } gemm_job;
 
 static size_t share(size_t n, int t, int nt) { return n * (size_t)t / (size_t)nt; }
+
+/* Readies row block [i0, i0+mc) x K slice [pc, pc+kc) of A in the thread's buffer: a table of
+ * row addresses for the indirect microkernel (returns the number of K segments, lengths in len)
+ * or, returning 0, a packed copy. */
+static size_t a_block(const gemm_job *j, float *my_a, size_t i0, size_t mc, size_t pc, size_t kc,
+                      size_t *len) {
+    const size_t mr = (size_t)qnn_dispatch_table.sgemm_mr;
+    if (j->ind) {
+        const size_t nseg = j->ap->rows(j->ap->ctx, i0, mc, pc, kc, mr, (const float **)my_a, len);
+        if (nseg) return nseg;
+    }
+    j->ap->pack(j->ap->ctx, i0, mc, pc, kc, mr, my_a);
+    return 0;
+}
+
+/* C rows [0, mc) x slivers [s0, s1) (c points at the block's C(0, 0) of this column panel, nc
+ * columns wide) = the readied A block times B slivers (sliver sl at bsl + sl*nr*kc). Packed A:
+ * each B sliver stays in L1 while the A slivers stream from L2. In-place A: each A sliver is
+ * used against every B sliver at once, while it is in L1, and the next one is prefetched during
+ * its first use, since it comes from wherever the caller's matrix lies (L3, DRAM). The sum over
+ * k runs in the same order either way. */
+static void block_mul(const gemm_job *j, const float *my_a, size_t nseg, const size_t *len,
+                      size_t mc, size_t kc, const float *bsl, size_t s0, size_t s1, float *c,
+                      size_t nc, float bt) {
+    const size_t mr = (size_t)qnn_dispatch_table.sgemm_mr, nr = (size_t)qnn_dispatch_table.sgemm_nr;
+    if (nseg == 0) {
+        const qnn_sgemm_ukernel uk = qnn_dispatch_table.sgemm;
+        for (size_t sl = s0; sl < s1; sl++) {
+            const size_t j0 = sl * nr, nn = min_sz(nr, nc - j0);
+            for (size_t ir = 0; ir < mc; ir += mr)
+                uk(kc, my_a + ir * QNN_KC, bsl + j0 * kc, c + ir * j->ldc + j0, j->ldc,
+                   min_sz(mr, mc - ir), nn, j->alpha, bt);
+        }
+        return;
+    }
+    const qnn_sgemm_ind_ukernel uk = qnn_dispatch_table.sgemm_ind;
+    const float *const *tab = (const float *const *)(const void *)my_a;
+    const size_t nv = (mc + mr - 1) / mr, per = nseg * mr;
+    for (size_t v = 0; v < nv; v++) {
+        const float *const *t = tab + v * per;
+        for (size_t sl = s0; sl < s1; sl++) {
+            const size_t j0 = sl * nr;
+            uk(nseg, len, t, sl == s0 && v + 1 < nv ? t + per : NULL, bsl + j0 * kc,
+               c + v * mr * j->ldc + j0, j->ldc, min_sz(mr, mc - v * mr), min_sz(nr, nc - j0),
+               j->alpha, bt);
+        }
+    }
+}
 
 /* Loop order (Goto/BLIS): jc over NC-wide column panels, pc over K slices (the B panel packed
  * once per slice, shared by the team), then the (row block, column chunk) items split statically
@@ -112,8 +182,7 @@ static size_t share(size_t n, int t, int nt) { return n * (size_t)t / (size_t)nt
  * L2 instead of being re-read from DRAM once per K slice (16 MB x 2 x 3 for a 64-channel layer
  * at batch 64). */
 static void gemm_run_bfull(const gemm_job *j, int tid, int nt) {
-    const qnn_sgemm_ukernel uk = qnn_dispatch_table.sgemm;
-    const size_t mr = (size_t)qnn_dispatch_table.sgemm_mr, nr = (size_t)qnn_dispatch_table.sgemm_nr;
+    const size_t nr = (size_t)qnn_dispatch_table.sgemm_nr;
     float *my_a = j->abuf + (size_t)tid * j->astride;
     const size_t n_sl = (j->N + nr - 1) / nr, npad = n_sl * nr, n_pc = (j->K + j->kcb - 1) / j->kcb;
     for (size_t u = share(n_sl * n_pc, tid, nt); u < share(n_sl * n_pc, tid + 1, nt); u++) {
@@ -134,14 +203,10 @@ static void gemm_run_bfull(const gemm_job *j, int tid, int nt) {
         for (size_t p = 0; p < n_pc; p++) {
             const size_t pc = p * j->kcb, kc = min_sz(j->kcb, j->K - pc);
             const float bt = p == 0 ? j->beta : 1.0f;
-            const float *bsl = j->bbuf + p * j->kcb * npad;
-            j->ap->pack(j->ap->ctx, i0, mc, pc, kc, mr, my_a);
-            for (size_t sl = s0; sl < s1; sl++) {
-                const size_t j0 = sl * nr, nn = min_sz(nr, j->N - j0);
-                for (size_t ir = 0; ir < mc; ir += mr)
-                    uk(kc, my_a + ir * QNN_KC, bsl + j0 * kc, j->c + (i0 + ir) * j->ldc + j0,
-                       j->ldc, min_sz(mr, mc - ir), nn, j->alpha, bt);
-            }
+            size_t len[QNN_SGEMM_IND_MAXSEG];
+            const size_t nseg = a_block(j, my_a, i0, mc, pc, kc, len);
+            block_mul(j, my_a, nseg, len, mc, kc, j->bbuf + p * j->kcb * npad, s0, s1,
+                      j->c + i0 * j->ldc, j->N, bt);
         }
         if (j->ep) { /* the row block is final and still in L2 */
             const size_t j0 = s0 * nr, j1 = min_sz(j->N, s1 * nr);
@@ -151,8 +216,7 @@ static void gemm_run_bfull(const gemm_job *j, int tid, int nt) {
 }
 
 static void gemm_run(const gemm_job *j, int tid, int nt) {
-    const qnn_sgemm_ukernel uk = qnn_dispatch_table.sgemm;
-    const size_t mr = (size_t)qnn_dispatch_table.sgemm_mr, nr = (size_t)qnn_dispatch_table.sgemm_nr;
+    const size_t nr = (size_t)qnn_dispatch_table.sgemm_nr;
     const qnn_fpenv env = qnn_fpenv_flush_begin();
     if (j->bfull) {
         gemm_run_bfull(j, tid, nt);
@@ -178,22 +242,17 @@ static void gemm_run(const gemm_job *j, int tid, int nt) {
             if (nt > 1) {
 #pragma omp barrier
             }
-            size_t packed_ib = (size_t)-1;
+            size_t packed_ib = (size_t)-1, nseg = 0, len[QNN_SGEMM_IND_MAXSEG];
             for (size_t it = share(n_items, tid, nt); it < share(n_items, tid + 1, nt); it++) {
                 const size_t ib = it / n_jb, jb = it % n_jb;
                 const size_t i0 = ib * j->mcb, mc = min_sz(j->mcb, j->M - i0);
                 if (ib != packed_ib) {
-                    j->ap->pack(j->ap->ctx, i0, mc, pc, kc, mr, my_a);
+                    nseg = a_block(j, my_a, i0, mc, pc, kc, len);
                     packed_ib = ib;
                 }
                 const size_t s0 = jb * sl_per_jb, s1 = min_sz(n_sl, s0 + sl_per_jb);
-                for (size_t sl = s0; sl < s1; sl++) {
-                    const size_t j0 = sl * nr, nn = min_sz(nr, nc - j0);
-                    for (size_t ir = 0; ir < mc; ir += mr)
-                        uk(kc, my_a + ir * QNN_KC, j->bbuf + j0 * kc,
-                           j->c + (i0 + ir) * j->ldc + jc + j0, j->ldc, min_sz(mr, mc - ir), nn,
-                           j->alpha, bt);
-                }
+                block_mul(j, my_a, nseg, len, mc, kc, j->bbuf, s0, s1, j->c + i0 * j->ldc + jc,
+                          nc, bt);
                 if (j->ep && pc + kc >= j->K) { /* last K slice: this block is final */
                     const size_t j0 = s0 * nr, j1 = min_sz(nc, s1 * nr);
                     if (j1 > j0) j->ep->apply(j->ep->ctx, i0, mc, jc + j0, j1 - j0, j->c, j->ldc);
@@ -221,8 +280,9 @@ static void gemm_plan(gemm_job *j, size_t M, size_t N, size_t K, float alpha, co
     if (nt > 1 && (M + mcb - 1) / mcb < (size_t)nt)
         mcb = round_up((M + (size_t)nt - 1) / (size_t)nt, mr);
     *j = (gemm_job){M, N, K, kcb, mcb, (M + mcb - 1) / mcb, round_up(mcb, mr) * QNN_KC, 0,
-                    alpha, beta, ap, bp, c, NULL, NULL, ldc, ep};
+                    0, alpha, beta, ap, bp, c, NULL, NULL, ldc, ep};
     const size_t n_pc = (K + kcb - 1) / kcb, npad = round_up(N, nr);
+    j->ind = ap->rows != NULL && npad <= QNN_IND_MAX_SLIVERS * nr;
     /* Whole B when it is small next to the C it would otherwise make us re-read. */
     j->bfull = n_pc > 1 && N <= QNN_NC && npad * K * sizeof(float) <= QNN_BFULL_BYTES &&
                M >= 4 * mcb;
@@ -248,6 +308,12 @@ static void pack_a_shifted(const void *ctx, size_t i0, size_t m, size_t k0, size
                            float *dst) {
     const shifted_a *s = ctx;
     s->ap->pack(s->ap->ctx, i0, m, s->koff + k0, kc, mr, dst);
+}
+
+static size_t rows_shifted(const void *ctx, size_t i0, size_t m, size_t k0, size_t kc, size_t mr,
+                           const float **tab, size_t *len) {
+    const shifted_a *s = ctx;
+    return s->ap->rows(s->ap->ctx, i0, m, s->koff + k0, kc, mr, tab, len);
 }
 
 static void pack_b_shifted(const void *ctx, size_t k0, size_t kc, size_t j0, size_t nn, size_t nr,
@@ -287,7 +353,7 @@ static int sgemm_split_k(size_t M, size_t N, size_t K, float alpha, const qnn_ap
         const size_t k0 = QNN_SPLIT_K0(t), k1 = QNN_SPLIT_K0(t + 1);
         const shifted_a sa = {ap, k0};
         const shifted_b sb = {bp, k0};
-        const qnn_apacker a1 = {pack_a_shifted, &sa};
+        const qnn_apacker a1 = {pack_a_shifted, &sa, ap->rows ? rows_shifted : NULL};
         const qnn_bpacker b1 = {pack_b_shifted, &sb};
         gemm_job j;
         if (t == 0)
@@ -354,7 +420,7 @@ int qnn_sgemm_ex(size_t M, size_t N, size_t K, float alpha, qnn_mat a, const qnn
         if (ep) ep->apply(ep->ctx, 0, M, 0, N, c, ldc);
         return QNN_OK;
     }
-    qnn_apacker dflt = {pack_a_strided, &a};
+    qnn_apacker dflt = {pack_a_strided, &a, rows_strided};
     if (!ap) ap = &dflt;
     qnn_bpacker bdflt = {pack_b_strided, &b};
     if (!bp) bp = &bdflt;

@@ -13,28 +13,10 @@
 
 _Static_assert(MR == 6 && NR == 16, "the unrolled tile below is 6 x 16");
 
-void qnn_sgemm_ukernel_avx2(size_t kc, const float *a, const float *b, float *c, size_t ldc,
-                            size_t m, size_t n, float alpha, float beta) {
-    const float *pa = __builtin_assume_aligned(a, 64);
-    const float *pb = __builtin_assume_aligned(b, 64);
-    __m256 x0 = _mm256_setzero_ps(), y0 = x0, x1 = x0, y1 = x0, x2 = x0, y2 = x0, x3 = x0,
-           y3 = x0, x4 = x0, y4 = x0, x5 = x0, y5 = x0;
-    for (size_t i = 0; i < m; i++) _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
-#define QNN_ROW(i)                                   \
-    {                                                \
-        const __m256 ai = _mm256_broadcast_ss(pa + i * QNN_SGEMM_KC); \
-        x##i = _mm256_fmadd_ps(ai, b0, x##i);        \
-        y##i = _mm256_fmadd_ps(ai, b1, y##i);        \
-    }
-    for (size_t k = 0; k < kc; k++) {
-        const __m256 b0 = _mm256_load_ps(pb), b1 = _mm256_load_ps(pb + 8);
-        QNN_ROW(0) QNN_ROW(1) QNN_ROW(2) QNN_ROW(3) QNN_ROW(4) QNN_ROW(5)
-        pa += 1;
-        pb += NR;
-    }
-#undef QNN_ROW
+/* C tile = alpha * acc + beta * C, rows < m, columns < n. */
+static inline void store_tile(const __m256 *acc, float *c, size_t ldc, size_t m, size_t n,
+                              float alpha, float beta) {
     const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
-    __m256 acc[2 * MR] = {x0, y0, x1, y1, x2, y2, x3, y3, x4, y4, x5, y5};
     if (n == NR) {
         for (size_t i = 0; i < m; i++) {
             float *ci = c + i * ldc;
@@ -55,4 +37,76 @@ void qnn_sgemm_ukernel_avx2(size_t kc, const float *a, const float *b, float *c,
         _mm256_storeu_ps(row + 8, _mm256_mul_ps(va, acc[2 * i + 1]));
         for (size_t j = 0; j < n; j++) ci[j] = beta != 0.0f ? row[j] + beta * ci[j] : row[j];
     }
+}
+
+void qnn_sgemm_ukernel_avx2(size_t kc, const float *a, const float *b, float *c, size_t ldc,
+                            size_t m, size_t n, float alpha, float beta) {
+    const float *pa = __builtin_assume_aligned(a, 64);
+    const float *pb = __builtin_assume_aligned(b, 64);
+    __m256 x0 = _mm256_setzero_ps(), y0 = x0, x1 = x0, y1 = x0, x2 = x0, y2 = x0, x3 = x0,
+           y3 = x0, x4 = x0, y4 = x0, x5 = x0, y5 = x0;
+    for (size_t i = 0; i < m; i++) _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
+#define QNN_ROW(i)                                   \
+    {                                                \
+        const __m256 ai = _mm256_broadcast_ss(pa + i * QNN_SGEMM_KC); \
+        x##i = _mm256_fmadd_ps(ai, b0, x##i);        \
+        y##i = _mm256_fmadd_ps(ai, b1, y##i);        \
+    }
+    for (size_t k = 0; k < kc; k++) {
+        const __m256 b0 = _mm256_load_ps(pb), b1 = _mm256_load_ps(pb + 8);
+        QNN_ROW(0) QNN_ROW(1) QNN_ROW(2) QNN_ROW(3) QNN_ROW(4) QNN_ROW(5)
+        pa += 1;
+        pb += NR;
+    }
+#undef QNN_ROW
+    const __m256 acc[2 * MR] = {x0, y0, x1, y1, x2, y2, x3, y3, x4, y4, x5, y5};
+    store_tile(acc, c, ldc, m, n, alpha, beta);
+}
+
+/* The indirect form (gemm.h): the same tile and k order, the six A rows read through a pointer
+ * table, the next sliver's rows prefetched one line per k step. */
+void qnn_sgemm_ind_ukernel_avx2(size_t nseg, const size_t *len, const float *const *rows,
+                                const float *const *pf, const float *b, float *c, size_t ldc,
+                                size_t m, size_t n, float alpha, float beta) {
+    const float *pb = __builtin_assume_aligned(b, 64);
+    __m256 x0 = _mm256_setzero_ps(), y0 = x0, x1 = x0, y1 = x0, x2 = x0, y2 = x0, x3 = x0,
+           y3 = x0, x4 = x0, y4 = x0, x5 = x0, y5 = x0;
+    for (size_t i = 0; i < m; i++) _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
+#define QNN_ROW(i, k)                                \
+    {                                                \
+        const __m256 ai = _mm256_broadcast_ss(a##i + (k)); \
+        x##i = _mm256_fmadd_ps(ai, b0, x##i);        \
+        y##i = _mm256_fmadd_ps(ai, b1, y##i);        \
+    }
+#define QNN_STEP(k)                                                                        \
+    {                                                                                      \
+        const __m256 b0 = _mm256_load_ps(pb), b1 = _mm256_load_ps(pb + 8);                 \
+        QNN_ROW(0, k) QNN_ROW(1, k) QNN_ROW(2, k) QNN_ROW(3, k) QNN_ROW(4, k) QNN_ROW(5, k) \
+        pb += NR;                                                                          \
+    }
+#define QNN_PF_STEP(u)                                                     \
+    _mm_prefetch((const char *)(q[u] + k), _MM_HINT_T0);                   \
+    QNN_STEP(k + u)
+    for (size_t s = 0; s < nseg; s++) {
+        const float *const *r = rows + s * MR;
+        const float *a0 = r[0], *a1 = r[1], *a2 = r[2], *a3 = r[3], *a4 = r[4], *a5 = r[5];
+        const size_t l = len[s];
+        size_t k = 0;
+        if (pf) {
+            const float *const *q = pf + s * MR;
+            for (; k + 16 <= l; k += 16) {
+                QNN_PF_STEP(0) QNN_PF_STEP(1) QNN_PF_STEP(2) QNN_PF_STEP(3) QNN_PF_STEP(4)
+                QNN_PF_STEP(5)
+                QNN_STEP(k + 6) QNN_STEP(k + 7) QNN_STEP(k + 8) QNN_STEP(k + 9) QNN_STEP(k + 10)
+                QNN_STEP(k + 11) QNN_STEP(k + 12) QNN_STEP(k + 13) QNN_STEP(k + 14)
+                QNN_STEP(k + 15)
+            }
+        }
+        for (; k < l; k++) QNN_STEP(k)
+    }
+#undef QNN_PF_STEP
+#undef QNN_STEP
+#undef QNN_ROW
+    const __m256 acc[2 * MR] = {x0, y0, x1, y1, x2, y2, x3, y3, x4, y4, x5, y5};
+    store_tile(acc, c, ldc, m, n, alpha, beta);
 }

@@ -20,6 +20,24 @@ static inline __mmask16 col_mask(size_t n) {
     return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u);
 }
 
+/* C tile = alpha * acc + beta * C, rows < m, columns < n. */
+static inline void store_tile(const __m512 *acc, float *c, size_t ldc, size_t m, size_t n,
+                              float alpha, float beta) {
+    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    const __mmask16 k0 = col_mask(n), k1 = n > 16 ? col_mask(n - 16) : 0;
+    for (size_t i = 0; i < m; i++) {
+        float *ci = c + i * ldc;
+        __m512 r0 = _mm512_mul_ps(va, acc[2 * i]), r1 = _mm512_mul_ps(va, acc[2 * i + 1]);
+        if (beta != 0.0f) {
+            /* Separate multiply and add, as the reference: only the dot products use FMA. */
+            r0 = _mm512_add_ps(r0, _mm512_mul_ps(vb, _mm512_maskz_loadu_ps(k0, ci)));
+            r1 = _mm512_add_ps(r1, _mm512_mul_ps(vb, _mm512_maskz_loadu_ps(k1, ci + 16)));
+        }
+        _mm512_mask_storeu_ps(ci, k0, r0);
+        _mm512_mask_storeu_ps(ci + 16, k1, r1);
+    }
+}
+
 void qnn_sgemm_ukernel_avx512(size_t kc, const float *a, const float *b, float *c, size_t ldc,
                               size_t m, size_t n, float alpha, float beta) {
     const float *pa = __builtin_assume_aligned(a, 64);
@@ -48,19 +66,67 @@ void qnn_sgemm_ukernel_avx512(size_t kc, const float *a, const float *b, float *
         pb += NR;
     }
 #undef QNN_ROW
-    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-    const __mmask16 k0 = col_mask(n), k1 = n > 16 ? col_mask(n - 16) : 0;
-    __m512 acc[2 * MR] = {x0, y0, x1, y1, x2, y2, x3, y3, x4, y4, x5, y5, x6, y6,
-                          x7, y7, x8, y8, x9, y9, x10, y10, x11, y11, x12, y12, x13, y13};
+    const __m512 acc[2 * MR] = {x0, y0, x1, y1, x2, y2, x3, y3, x4, y4, x5, y5, x6, y6,
+                                x7, y7, x8, y8, x9, y9, x10, y10, x11, y11, x12, y12, x13, y13};
+    store_tile(acc, c, ldc, m, n, alpha, beta);
+}
+
+/* The indirect form: the same tile and k order, the 14 A rows read through a pointer table.
+ * With no packed copy in L2 to stream from, the rows of the next sliver are prefetched here,
+ * one line of one row per k step (14 of every 16 steps), so the fetches spread over the whole
+ * product instead of stalling in a burst between calls. */
+void qnn_sgemm_ind_ukernel_avx512(size_t nseg, const size_t *len, const float *const *rows,
+                                  const float *const *pf, const float *b, float *c, size_t ldc,
+                                  size_t m, size_t n, float alpha, float beta) {
+    const float *pb = __builtin_assume_aligned(b, 64);
+    __m512 x0 = _mm512_setzero_ps(), y0 = x0, x1 = x0, y1 = x0, x2 = x0, y2 = x0, x3 = x0,
+           y3 = x0, x4 = x0, y4 = x0, x5 = x0, y5 = x0, x6 = x0, y6 = x0, x7 = x0, y7 = x0,
+           x8 = x0, y8 = x0, x9 = x0, y9 = x0, x10 = x0, y10 = x0, x11 = x0, y11 = x0,
+           x12 = x0, y12 = x0, x13 = x0, y13 = x0;
     for (size_t i = 0; i < m; i++) {
-        float *ci = c + i * ldc;
-        __m512 r0 = _mm512_mul_ps(va, acc[2 * i]), r1 = _mm512_mul_ps(va, acc[2 * i + 1]);
-        if (beta != 0.0f) {
-            /* Separate multiply and add, as the reference: only the dot products use FMA. */
-            r0 = _mm512_add_ps(r0, _mm512_mul_ps(vb, _mm512_maskz_loadu_ps(k0, ci)));
-            r1 = _mm512_add_ps(r1, _mm512_mul_ps(vb, _mm512_maskz_loadu_ps(k1, ci + 16)));
-        }
-        _mm512_mask_storeu_ps(ci, k0, r0);
-        _mm512_mask_storeu_ps(ci + 16, k1, r1);
+        _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
+        _mm_prefetch((const char *)(c + i * ldc + 16), _MM_HINT_T0);
     }
+#define QNN_ROW(i, k)                                \
+    {                                                \
+        const __m512 ai = _mm512_set1_ps(a##i[k]);   \
+        x##i = _mm512_fmadd_ps(ai, b0, x##i);        \
+        y##i = _mm512_fmadd_ps(ai, b1, y##i);        \
+    }
+#define QNN_STEP(k)                                                                       \
+    {                                                                                     \
+        const __m512 b0 = _mm512_load_ps(pb), b1 = _mm512_load_ps(pb + 16);               \
+        QNN_ROW(0, k) QNN_ROW(1, k) QNN_ROW(2, k) QNN_ROW(3, k) QNN_ROW(4, k) QNN_ROW(5, k) \
+        QNN_ROW(6, k) QNN_ROW(7, k) QNN_ROW(8, k) QNN_ROW(9, k) QNN_ROW(10, k)              \
+        QNN_ROW(11, k) QNN_ROW(12, k) QNN_ROW(13, k)                                      \
+        pb += NR;                                                                         \
+    }
+#define QNN_PF_STEP(u)                                                     \
+    _mm_prefetch((const char *)(q[u] + k), _MM_HINT_T0);                   \
+    QNN_STEP(k + u)
+    for (size_t s = 0; s < nseg; s++) {
+        const float *const *r = rows + s * MR;
+        const float *a0 = r[0], *a1 = r[1], *a2 = r[2], *a3 = r[3], *a4 = r[4], *a5 = r[5],
+                    *a6 = r[6], *a7 = r[7], *a8 = r[8], *a9 = r[9], *a10 = r[10],
+                    *a11 = r[11], *a12 = r[12], *a13 = r[13];
+        const size_t l = len[s];
+        size_t k = 0;
+        if (pf) {
+            const float *const *q = pf + s * MR;
+            for (; k + 16 <= l; k += 16) {
+                QNN_PF_STEP(0) QNN_PF_STEP(1) QNN_PF_STEP(2) QNN_PF_STEP(3) QNN_PF_STEP(4)
+                QNN_PF_STEP(5) QNN_PF_STEP(6) QNN_PF_STEP(7) QNN_PF_STEP(8) QNN_PF_STEP(9)
+                QNN_PF_STEP(10) QNN_PF_STEP(11) QNN_PF_STEP(12) QNN_PF_STEP(13)
+                QNN_STEP(k + 14) QNN_STEP(k + 15)
+            }
+        }
+#pragma GCC unroll 4
+        for (; k < l; k++) QNN_STEP(k)
+    }
+#undef QNN_PF_STEP
+#undef QNN_STEP
+#undef QNN_ROW
+    const __m512 acc[2 * MR] = {x0, y0, x1, y1, x2, y2, x3, y3, x4, y4, x5, y5, x6, y6,
+                                x7, y7, x8, y8, x9, y9, x10, y10, x11, y11, x12, y12, x13, y13};
+    store_tile(acc, c, ldc, m, n, alpha, beta);
 }

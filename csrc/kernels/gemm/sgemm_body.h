@@ -1,13 +1,30 @@
-/* The sgemm register-tile microkernel, compiled once per ISA.
+/* The portable sgemm microkernels, packed and indirect, over a fixed MR x NR accumulator array.
  *
- * Included by sgemm_ref.c (vectorisation off: the scalar reference), sgemm_avx2.c and
- * sgemm_avx512.c, which define QNN_FN(name), QNN_MR and QNN_NR. Written as plain C over a fixed
- * MR x NR accumulator array so GCC fully unrolls the row loop and vectorises the column loop,
- * keeping the tile in registers (NR is a multiple of the vector width: one or two vectors per
- * row). FMA contraction is off at build time, so each step is a multiply and an add; Zen 5 has
- * separate multiply and add pipes, so that costs little throughput. */
+ * Included by sgemm_ref.c, which defines QNN_FN(name), QNN_MR and QNN_NR and is built with
+ * vectorisation and FMA contraction off: each step is a multiply then an add, the scalar
+ * reference the SIMD kernels (sgemm_avx2.c, sgemm_avx512.c, intrinsics) are tested against. */
 
 #include <stddef.h>
+
+/* C tile = alpha * acc + beta * C, rows < m, columns < n. */
+static void QNN_FN(store_tile)(float acc[QNN_MR][QNN_NR], float *c, size_t ldc, size_t m,
+                               size_t n, float alpha, float beta) {
+    if (m == QNN_MR && n == QNN_NR) {
+        if (beta == 0.0f) {
+            for (int i = 0; i < QNN_MR; i++)
+                for (int j = 0; j < QNN_NR; j++) c[i * ldc + j] = alpha * acc[i][j];
+        } else {
+            for (int i = 0; i < QNN_MR; i++)
+                for (int j = 0; j < QNN_NR; j++)
+                    c[i * ldc + j] = alpha * acc[i][j] + beta * c[i * ldc + j];
+        }
+        return;
+    }
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = 0; j < n; j++)
+            c[i * ldc + j] = beta == 0.0f ? alpha * acc[i][j]
+                                          : alpha * acc[i][j] + beta * c[i * ldc + j];
+}
 
 void QNN_FN(qnn_sgemm_ukernel)(size_t kc, const float *a, const float *b, float *c, size_t ldc,
                                size_t m, size_t n, float alpha, float beta) {
@@ -24,19 +41,29 @@ void QNN_FN(qnn_sgemm_ukernel)(size_t kc, const float *a, const float *b, float 
             for (int j = 0; j < QNN_NR; j++) acc[i][j] += ai * bk[j];
         }
     }
-    if (m == QNN_MR && n == QNN_NR) {
-        if (beta == 0.0f) {
-            for (int i = 0; i < QNN_MR; i++)
-                for (int j = 0; j < QNN_NR; j++) c[i * ldc + j] = alpha * acc[i][j];
-        } else {
-            for (int i = 0; i < QNN_MR; i++)
-                for (int j = 0; j < QNN_NR; j++)
-                    c[i * ldc + j] = alpha * acc[i][j] + beta * c[i * ldc + j];
+    QNN_FN(store_tile)(acc, c, ldc, m, n, alpha, beta);
+}
+
+/* The indirect form (gemm.h): the same k order, A rows read through a pointer table. The
+ * prefetch table is a hint the portable build does without. */
+void QNN_FN(qnn_sgemm_ind_ukernel)(size_t nseg, const size_t *len, const float *const *rows,
+                                   const float *const *pf, const float *b, float *c, size_t ldc,
+                                   size_t m, size_t n, float alpha, float beta) {
+    (void)pf;
+    const float *restrict pb = __builtin_assume_aligned(b, 64);
+    float acc[QNN_MR][QNN_NR];
+    for (int i = 0; i < QNN_MR; i++)
+        for (int j = 0; j < QNN_NR; j++) acc[i][j] = 0.0f;
+    for (size_t s = 0; s < nseg; s++) {
+        const float *const *r = rows + s * QNN_MR;
+        for (size_t k = 0; k < len[s]; k++) {
+#pragma GCC unroll 16
+            for (int i = 0; i < QNN_MR; i++) {
+                const float ai = r[i][k];
+                for (int j = 0; j < QNN_NR; j++) acc[i][j] += ai * pb[j];
+            }
+            pb += QNN_NR;
         }
-        return;
     }
-    for (size_t i = 0; i < m; i++)
-        for (size_t j = 0; j < n; j++)
-            c[i * ldc + j] = beta == 0.0f ? alpha * acc[i][j]
-                                          : alpha * acc[i][j] + beta * c[i * ldc + j];
+    QNN_FN(store_tile)(acc, c, ldc, m, n, alpha, beta);
 }
