@@ -85,3 +85,53 @@ def test_inplace_reads_only_a(isa):
     got = _core.gemm("g", np.ascontiguousarray(a), b)
     ref = a.astype(np.float64) @ b
     assert np.all(np.abs(got - ref) <= 1e-5 * (np.abs(a).astype(np.float64) @ np.abs(b)))
+
+
+# ------------------------------------------------------------------ convolution patches in place
+
+
+def _im2col(x, kh_, kw_, strides, pads, dil, g, cg):
+    """Patch matrix of group g (float32 copies, zeros in the padding): row = output pixel
+    (n, oh, ow), column = (kh*KW + kw)*Cg + ci, the order the kernels use."""
+    n, h, w, _ = x.shape
+    (sh, sw), (pt, pb, pl, pr), (dh, dw) = strides, pads, dil
+    ho = (h + pt + pb - dh * (kh_ - 1) - 1) // sh + 1
+    wo = (w + pl + pr - dw * (kw_ - 1) - 1) // sw + 1
+    xp = np.pad(x[..., g * cg:(g + 1) * cg], ((0, 0), (pt, pb), (pl, pr), (0, 0)))
+    cols = [xp[:, kh * dh:kh * dh + sh * (ho - 1) + 1:sh, kw * dw:kw * dw + sw * (wo - 1) + 1:sw]
+            for kh in range(kh_) for kw in range(kw_)]
+    return np.ascontiguousarray(np.concatenate(cols, axis=-1).reshape(n * ho * wo, -1)), (ho, wo)
+
+
+CONVS = [  # (N, H, W, C, CO, KH, KW, strides, pads, dilation, groups)
+    (2, 9, 11, 16, 24, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1),    # 16-channel taps, edges
+    (1, 7, 7, 20, 33, 3, 3, (1, 1), (0, 2, 1, 0), (1, 1), 1),     # 20: prefetch block + rest
+    (2, 6, 6, 100, 40, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1),    # K slices cut taps mid-run
+    (1, 12, 10, 32, 64, 5, 5, (2, 1), (2, 2, 2, 2), (1, 1), 1),   # 5x5, strided
+    (1, 11, 11, 32, 16, 3, 3, (1, 1), (2, 2, 2, 2), (2, 2), 1),   # dilated
+    (2, 5, 5, 64, 64, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1), 1),     # 1x1
+    (1, 8, 8, 64, 48, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 2),     # 2 groups of 32 channels
+]
+
+
+@pytest.mark.parametrize("conv", CONVS)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_conv_patches_in_place_match_packed_gemm(isa, num_threads, conv, threads):
+    """The forward convolution reads its patch rows in place (one segment per tap, padding taps
+    pointing at zeros) when a group has >= 16 channels. It must give the bits of the packed
+    GEMM over the same patch matrix built in NumPy (passed transposed, so it is packed)."""
+    n, h, w, c, co, kh, kw, strides, pads, dil, groups = conv
+    rng = np.random.default_rng(h * 31 + c)
+    x = rng.standard_normal((n, h, w, c)).astype(np.float32)
+    wt = rng.standard_normal((kh, kw, c // groups, co)).astype(np.float32)
+    num_threads(threads)
+    y = _core.conv2d_forward("t", x, wt, strides, pads, dil, groups)
+    cg, cog = c // groups, co // groups
+    for g in range(groups):
+        cols, (ho, wo) = _im2col(x, kh, kw, strides, pads, dil, g, cg)
+        bmat = np.ascontiguousarray(wt[..., g * cog:(g + 1) * cog].reshape(-1, cog))
+        packed = _core.gemm("t", np.ascontiguousarray(cols.T), bmat, trans_a=True)
+        np.testing.assert_array_equal(y[..., g * cog:(g + 1) * cog].reshape(-1, cog), packed)
+        ref = cols.astype(np.float64) @ bmat.astype(np.float64)
+        bound = np.abs(cols).astype(np.float64) @ np.abs(bmat).astype(np.float64)
+        assert np.all(np.abs(packed - ref) <= 1e-5 * bound + 1e-30)

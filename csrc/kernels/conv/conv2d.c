@@ -122,6 +122,56 @@ static void pack_patches(const void *vctx, size_t i0, size_t m, size_t k0, size_
     for (size_t i = m; i < msl; i++) memset(dst + i * ld, 0, kc * sizeof(float));
 }
 
+/* What the in-place patch rows point at for a tap in the padding. Read-only. */
+static const float zero_run[QNN_SGEMM_KC];
+
+/* In-place patch rows need channel runs of at least this many floats: shorter segments spend
+ * more on the microkernel's per-segment pointer loads than the copy would cost. */
+#define QNN_CONV_IND_MIN_CG 16
+
+/* Forward orientation, read in place (gemm.h, qnn_apacker.rows): the patch rows of pixels
+ * [i0, i0+m) over columns [k0, k0+kc) as one segment per (kh, kw) tap, each row's segment
+ * pointing at the tap's Cg channels in x, or at zeros where the tap falls in the padding. Rows
+ * past m point at zeros too. */
+static size_t rows_patches(const void *vctx, size_t i0, size_t m, size_t k0, size_t kc, size_t mr,
+                           const float **tab, size_t *len) {
+    const patch_ctx *ctx = vctx;
+    const qnn_conv2d_shape *s = ctx->s;
+    const size_t Cg = ctx->Cg, H = s->H, W = s->W, C = s->C;
+    idx seg_h[QNN_SGEMM_IND_MAXSEG], seg_w[QNN_SGEMM_IND_MAXSEG];
+    size_t seg_c[QNN_SGEMM_IND_MAXSEG], nseg = 0;
+    const tap_pos t0 = tap_at(s, k0);
+    for (size_t k = 0, ci = t0.ci, kh = t0.kh, kw = t0.kw; k < kc; nseg++) {
+        if (nseg == QNN_SGEMM_IND_MAXSEG) return 0; /* the caller packs instead */
+        len[nseg] = min_sz(Cg - ci, kc - k);
+        seg_h[nseg] = (idx)(kh * s->dh);
+        seg_w[nseg] = (idx)(kw * s->dw);
+        seg_c[nseg] = ci;
+        k += len[nseg];
+        ci = 0;
+        if (++kw == s->KW) { kw = 0; kh++; }
+    }
+    const size_t msl = (m + mr - 1) / mr * mr;
+    size_t ow = i0 % s->WO, oh = (i0 / s->WO) % s->HO, n = i0 / (s->WO * s->HO);
+    for (size_t i = 0; i < msl; i++) {
+        const float **t = tab + (i / mr) * nseg * mr + i % mr;
+        if (i >= m) {
+            for (size_t q = 0; q < nseg; q++) t[q * mr] = zero_run;
+            continue;
+        }
+        const idx ih0 = (idx)(oh * s->sh) - (idx)s->pt, iw0 = (idx)(ow * s->sw) - (idx)s->pl;
+        const float *xn = ctx->x + n * H * W * C + ctx->g * Cg;
+        for (size_t q = 0; q < nseg; q++) {
+            const idx ih = ih0 + seg_h[q], iw = iw0 + seg_w[q];
+            t[q * mr] = ih >= 0 && ih < (idx)H && iw >= 0 && iw < (idx)W
+                            ? xn + ((size_t)ih * W + (size_t)iw) * C + seg_c[q]
+                            : zero_run;
+        }
+        next_pixel(s, &n, &oh, &ow);
+    }
+    return nseg;
+}
+
 /* Filter-gradient orientation: the patch matrix as the B operand of dW^T = dy^T @ patches
  * (K rows are pixels [k0, k0+kc), columns [j0, j0+nn) of the patch row, padded to nr). */
 static void pack_patches_b(const void *vctx, size_t k0, size_t kc, size_t j0, size_t nn,
@@ -313,7 +363,8 @@ static int conv2d_forward_ws(const qnn_conv2d_shape *s, const float *x, const fl
     }
     for (size_t g = 0; g < s->groups; g++) {
         const patch_ctx ctx = {s, x, g, s->C / s->groups};
-        const qnn_apacker ap = {pack_patches, &ctx, NULL};
+        const qnn_apacker ap = {pack_patches, &ctx,
+                                ctx.Cg >= QNN_CONV_IND_MIN_CG ? rows_patches : NULL};
         const qnn_mat none = {NULL, 0, 0};
         const qnn_mat b = {w + g * COg, (idx)s->CO, 1};
         /* the group's columns of C start at channel g * COg: so does its slice of the bias */
