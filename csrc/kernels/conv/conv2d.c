@@ -123,11 +123,13 @@ static void pack_patches(const void *vctx, size_t i0, size_t m, size_t k0, size_
 }
 
 /* What the in-place patch rows point at for a tap in the padding. Read-only. */
-static const float zero_run[QNN_SGEMM_KC];
+static const float zero_run[QNN_SGEMM_IND_KC];
 
 /* In-place patch rows need channel runs of at least this many floats: shorter segments spend
  * more on the microkernel's per-segment pointer loads than the copy would cost. */
 #define QNN_CONV_IND_MIN_CG 16
+_Static_assert(QNN_SGEMM_IND_KC / QNN_CONV_IND_MIN_CG + 2 <= QNN_SGEMM_IND_MAXSEG,
+               "a K slice of in-place patch rows must fit the segment table");
 
 /* Forward orientation, read in place (gemm.h, qnn_apacker.rows): the patch rows of pixels
  * [i0, i0+m) over columns [k0, k0+kc) as one segment per (kh, kw) tap, each row's segment
@@ -142,7 +144,6 @@ static size_t rows_patches(const void *vctx, size_t i0, size_t m, size_t k0, siz
     size_t seg_c[QNN_SGEMM_IND_MAXSEG], nseg = 0;
     const tap_pos t0 = tap_at(s, k0);
     for (size_t k = 0, ci = t0.ci, kh = t0.kh, kw = t0.kw; k < kc; nseg++) {
-        if (nseg == QNN_SGEMM_IND_MAXSEG) return 0; /* the caller packs instead */
         len[nseg] = min_sz(Cg - ci, kc - k);
         seg_h[nseg] = (idx)(kh * s->dh);
         seg_w[nseg] = (idx)(kw * s->dw);

@@ -71,7 +71,6 @@ static void pack_a_strided(const void *ctx, size_t i0, size_t m, size_t k0, size
 static size_t rows_strided(const void *ctx, size_t i0, size_t m, size_t k0, size_t kc, size_t mr,
                            const float **tab, size_t *len) {
     const qnn_mat *a = ctx;
-    if (a->cs != 1) return 0;
     const size_t mpad = round_up(m, mr);
     for (size_t i = 0; i < mpad; i++)
         tab[i] = a->p + (ptrdiff_t)(i0 + (i < m ? i : m - 1)) * a->rs + (ptrdiff_t)k0;
@@ -129,10 +128,7 @@ static size_t share(size_t n, int t, int nt) { return n * (size_t)t / (size_t)nt
 static size_t a_block(const gemm_job *j, float *my_a, size_t i0, size_t mc, size_t pc, size_t kc,
                       size_t *len) {
     const size_t mr = (size_t)qnn_dispatch_table.sgemm_mr;
-    if (j->ind) {
-        const size_t nseg = j->ap->rows(j->ap->ctx, i0, mc, pc, kc, mr, (const float **)my_a, len);
-        if (nseg) return nseg;
-    }
+    if (j->ind) return j->ap->rows(j->ap->ctx, i0, mc, pc, kc, mr, (const float **)my_a, len);
     j->ap->pack(j->ap->ctx, i0, mc, pc, kc, mr, my_a);
     return 0;
 }
@@ -272,7 +268,9 @@ static void gemm_plan(gemm_job *j, size_t M, size_t N, size_t K, float alpha, co
                       const qnn_bpacker *bp, float beta, float *c, size_t ldc,
                       const qnn_gemm_epilogue *ep, int nt) {
     const size_t mr = (size_t)qnn_dispatch_table.sgemm_mr, nr = (size_t)qnn_dispatch_table.sgemm_nr;
-    const size_t n_kc = (K + QNN_KC - 1) / QNN_KC;
+    const int ind = ap->rows != NULL && round_up(N, nr) <= QNN_IND_MAX_SLIVERS * nr;
+    const size_t kmax = ind ? QNN_SGEMM_IND_KC : QNN_KC;
+    const size_t n_kc = (K + kmax - 1) / kmax;
     const size_t kcb = min_sz(round_up((K + n_kc - 1) / n_kc, 4), K);
     /* Row blocks: MC, or smaller so that a short M still gives every thread a block. */
     const size_t mc_max = QNN_A_BYTES / (QNN_KC * sizeof(float)) / mr * mr;
@@ -282,7 +280,7 @@ static void gemm_plan(gemm_job *j, size_t M, size_t N, size_t K, float alpha, co
     *j = (gemm_job){M, N, K, kcb, mcb, (M + mcb - 1) / mcb, round_up(mcb, mr) * QNN_KC, 0,
                     0, alpha, beta, ap, bp, c, NULL, NULL, ldc, ep};
     const size_t n_pc = (K + kcb - 1) / kcb, npad = round_up(N, nr);
-    j->ind = ap->rows != NULL && npad <= QNN_IND_MAX_SLIVERS * nr;
+    j->ind = ind;
     /* Whole B when it is small next to the C it would otherwise make us re-read. */
     j->bfull = n_pc > 1 && N <= QNN_NC && npad * K * sizeof(float) <= QNN_BFULL_BYTES &&
                M >= 4 * mcb;
@@ -420,7 +418,7 @@ int qnn_sgemm_ex(size_t M, size_t N, size_t K, float alpha, qnn_mat a, const qnn
         if (ep) ep->apply(ep->ctx, 0, M, 0, N, c, ldc);
         return QNN_OK;
     }
-    qnn_apacker dflt = {pack_a_strided, &a, rows_strided};
+    qnn_apacker dflt = {pack_a_strided, &a, a.cs == 1 ? rows_strided : NULL};
     if (!ap) ap = &dflt;
     qnn_bpacker bdflt = {pack_b_strided, &b};
     if (!bp) bp = &bdflt;
