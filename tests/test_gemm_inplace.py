@@ -143,3 +143,42 @@ def test_conv_patches_in_place_match_gemm(isa, num_threads, conv, threads):
         ref = cols.astype(np.float64) @ bmat.astype(np.float64)
         bound = np.abs(cols).astype(np.float64) @ np.abs(bmat).astype(np.float64)
         assert np.all(np.abs(flat - ref) <= 1e-5 * bound + 1e-30)
+
+
+# ------------------------------------------------------------- filter gradient: B read in place
+
+DW_CONVS = [  # (N, H, W, C, CO, KH, KW, strides, pads, dilation, groups)
+    (2, 9, 11, 32, 24, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1),    # 32 channels: in place at AVX-512
+    (1, 12, 10, 64, 40, 5, 5, (2, 1), (2, 2, 2, 2), (1, 1), 1),   # 5x5, strided, padded
+    (2, 11, 11, 32, 16, 3, 3, (1, 1), (2, 2, 2, 2), (2, 2), 1),   # dilated (K = N*HO*WO)
+    (1, 8, 8, 64, 48, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 2),     # 2 groups of 32 channels
+    (2, 6, 6, 48, 40, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1),     # 48: in place at AVX2 / ref only
+    (8, 16, 16, 64, 20, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1),   # long K: split-K at 2 threads
+]
+
+
+@pytest.mark.parametrize("conv", DW_CONVS)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_conv_filter_gradient_patches_in_place(isa, num_threads, conv, threads):
+    """dW^T = dy^T @ patches reads the patch matrix (B) in place when a group's channel count is
+    a multiple of the register tile's width (32 at AVX-512, 16 at AVX2, 8 for the reference):
+    each 32-column sliver of a patch row is then inside one tap of x. Same K slicing and k order
+    as the packed GEMM over the NumPy-built patch matrix, so the same bits."""
+    n, h, w, c, co, kh, kw, strides, pads, dil, groups = conv
+    rng = np.random.default_rng(h * 17 + c + co)
+    x = rng.standard_normal((n, h, w, c)).astype(np.float32)
+    cg, cog = c // groups, co // groups
+    ho = (h + pads[0] + pads[1] - dil[0] * (kh - 1) - 1) // strides[0] + 1
+    wo = (w + pads[2] + pads[3] - dil[1] * (kw - 1) - 1) // strides[1] + 1
+    dy = rng.standard_normal((n, ho, wo, co)).astype(np.float32)
+    num_threads(threads)
+    dw = _core.conv2d_backward_filter("t", x, dy, (kh, kw, cg, co), strides, pads, dil, groups)
+    for g in range(groups):
+        cols, _ = _im2col(x, kh, kw, strides, pads, dil, g, cg)
+        dyg = np.ascontiguousarray(dy.reshape(-1, co)[:, g * cog:(g + 1) * cog])
+        packed = _core.gemm("t", dyg, cols, trans_a=True)  # (COg, Kp), both operands packed
+        got = dw[..., g * cog:(g + 1) * cog].reshape(-1, cog)
+        np.testing.assert_array_equal(got, packed.T)
+        ref = cols.T.astype(np.float64) @ dyg.astype(np.float64)
+        bound = np.abs(cols.T).astype(np.float64) @ np.abs(dyg).astype(np.float64)
+        assert np.all(np.abs(got - ref) <= 1e-5 * bound + 1e-30)

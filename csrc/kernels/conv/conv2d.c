@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "kernels/gemm/gemm.h"
+#include "runtime/dispatch.h"
 #include "runtime/threads.h"
 #include "runtime/workspace.h"
 
@@ -185,6 +186,27 @@ static void pack_patches_b(const void *vctx, size_t k0, size_t kc, size_t j0, si
         float *d = dst + k * nr;
         patch_row(ctx, t0, n, oh, ow, nn, d);
         for (size_t j = nn; j < nr; j++) d[j] = 0.0f;
+    }
+}
+
+/* The same B operand read in place (gemm.h, qnn_bpacker.rows), for Cg a multiple of nr: the
+ * nr columns from j0 lie inside one (kh, kw) tap, so each pixel's row of the sliver is nr
+ * contiguous channels of x, or zeros where the tap falls in the padding. */
+static void rows_patches_b(const void *vctx, size_t k0, size_t kc, size_t j0, size_t nr,
+                           const float **tab) {
+    const patch_ctx *ctx = vctx;
+    const qnn_conv2d_shape *s = ctx->s;
+    const size_t H = s->H, W = s->W, C = s->C;
+    (void)nr;
+    const tap_pos t = tap_at(s, j0);
+    const idx dh = (idx)(t.kh * s->dh) - (idx)s->pt, dw = (idx)(t.kw * s->dw) - (idx)s->pl;
+    const float *xg = ctx->x + ctx->g * ctx->Cg + t.ci;
+    size_t ow = k0 % s->WO, oh = (k0 / s->WO) % s->HO, n = k0 / (s->WO * s->HO);
+    for (size_t k = 0; k < kc; k++, next_pixel(s, &n, &oh, &ow)) {
+        const idx ih = (idx)(oh * s->sh) + dh, iw = (idx)(ow * s->sw) + dw;
+        tab[k] = ih >= 0 && ih < (idx)H && iw >= 0 && iw < (idx)W
+                     ? xg + ((n * H + (size_t)ih) * W + (size_t)iw) * C
+                     : zero_run;
     }
 }
 
@@ -490,7 +512,8 @@ static int conv2d_backward_filter_ws(const qnn_conv2d_shape *s, const float *x, 
     if (!dwt) return QNN_ENOMEM;
     for (size_t g = 0; g < s->groups; g++) {
         const patch_ctx ctx = {s, x, g, s->C / s->groups};
-        const qnn_bpacker bp = {pack_patches_b, &ctx};
+        const size_t nr = (size_t)qnn_dispatch_table.sgemm_nr;
+        const qnn_bpacker bp = {pack_patches_b, &ctx, ctx.Cg % nr == 0 ? rows_patches_b : NULL};
         const qnn_mat a = {dy + g * COg, 1, (idx)s->CO};
         const qnn_mat none = {NULL, 0, 0};
         const int rc =

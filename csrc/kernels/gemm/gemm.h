@@ -53,6 +53,20 @@ void qnn_sgemm_ind_ukernel_avx2(size_t, const size_t *, const float *const *,
 void qnn_sgemm_ind_ukernel_avx512(size_t, const size_t *, const float *const *,
                                   const float *const *, const float *, float *, size_t, size_t,
                                   size_t, float, float);
+/* Indirect-B microkernel: as qnn_sgemm_ukernel (A packed), but row k of the B sliver is read
+ * at brow[k]: NR contiguous floats, any alignment. Same k order as the packed kernel, so the
+ * same bits. */
+typedef void (*qnn_sgemm_indb_ukernel)(size_t kc, const float *a, const float *const *brow,
+                                       float *c, size_t ldc, size_t m, size_t n, float alpha,
+                                       float beta);
+
+void qnn_sgemm_indb_ukernel_ref(size_t, const float *, const float *const *, float *, size_t,
+                                size_t, size_t, float, float);
+void qnn_sgemm_indb_ukernel_avx2(size_t, const float *, const float *const *, float *, size_t,
+                                 size_t, size_t, float, float);
+void qnn_sgemm_indb_ukernel_avx512(size_t, const float *, const float *const *, float *, size_t,
+                                   size_t, size_t, float, float);
+
 /* Most segments an in-place A may cut one K slice into, and the deepest K slice it is asked
  * for: deeper than a packed slice (QNN_SGEMM_KC), as no copy has to fit in L2; fewer slices
  * mean fewer passes over C, and each A row is one long stream for the prefetchers (+3-5% on
@@ -100,6 +114,11 @@ typedef struct qnn_bpacker {
     void (*pack)(const void *ctx, size_t k0, size_t kc, size_t j0, size_t nn, size_t nr,
                  float *dst);
     const void *ctx;
+    /* Optional, for a B whose every sliver (nr columns from a multiple of nr) lies in each row
+     * as nr contiguous floats (the patch matrix of an NHWC image with Cg a multiple of nr): the
+     * addresses of rows [k0, k0+kc) of the sliver at column j0 into tab[0 .. kc), instead of a
+     * packed copy; a row may point at nr zeros. Used when A is packed. NULL: B is packed. */
+    void (*rows)(const void *ctx, size_t k0, size_t kc, size_t j0, size_t nr, const float **tab);
 } qnn_bpacker;
 
 /* Applied once to each block of C that is final (all of K reduced) while it is still in cache:

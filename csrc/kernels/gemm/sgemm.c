@@ -111,7 +111,8 @@ static void scale_c(size_t M, size_t N, float beta, float *c, size_t ldc) {
 typedef struct gemm_job {
     size_t M, N, K, kcb, mcb, n_mb, astride;
     int bfull; /* all of B packed up front (slice p at bbuf + p*kcb*round_up(N, nr)) */
-    int ind;   /* A read in place through ap->rows where it allows (else packed) */
+    int ind;   /* A read in place through ap->rows (else packed) */
+    int bind;  /* B read in place through bp->rows (else packed); only with a packed A */
     float alpha, beta;
     const qnn_apacker *ap;
     const qnn_bpacker *bp;
@@ -121,6 +122,16 @@ typedef struct gemm_job {
 } gemm_job;
 
 static size_t share(size_t n, int t, int nt) { return n * (size_t)t / (size_t)nt; }
+
+/* Readies the B sliver of columns [j0, j0+nn) over K slice [pc, pc+kc) at dst: a packed copy,
+ * or (j->bind) the table of its row addresses. */
+static void b_sliver(const gemm_job *j, size_t pc, size_t kc, size_t j0, size_t nn, float *dst) {
+    const size_t nr = (size_t)qnn_dispatch_table.sgemm_nr;
+    if (j->bind)
+        j->bp->rows(j->bp->ctx, pc, kc, j0, nr, (const float **)(void *)dst);
+    else
+        j->bp->pack(j->bp->ctx, pc, kc, j0, nn, nr, dst);
+}
 
 /* Readies row block [i0, i0+mc) x K slice [pc, pc+kc) of A in the thread's buffer: a table of
  * row addresses for the indirect microkernel (returns the number of K segments, lengths in len)
@@ -143,6 +154,17 @@ static void block_mul(const gemm_job *j, const float *my_a, size_t nseg, const s
                       size_t mc, size_t kc, const float *bsl, size_t s0, size_t s1, float *c,
                       size_t nc, float bt) {
     const size_t mr = (size_t)qnn_dispatch_table.sgemm_mr, nr = (size_t)qnn_dispatch_table.sgemm_nr;
+    if (nseg == 0 && j->bind) {
+        const qnn_sgemm_indb_ukernel uk = qnn_dispatch_table.sgemm_indb;
+        for (size_t sl = s0; sl < s1; sl++) {
+            const size_t j0 = sl * nr, nn = min_sz(nr, nc - j0);
+            const float *const *brow = (const float *const *)(const void *)(bsl + j0 * kc);
+            for (size_t ir = 0; ir < mc; ir += mr)
+                uk(kc, my_a + ir * QNN_KC, brow, c + ir * j->ldc + j0, j->ldc,
+                   min_sz(mr, mc - ir), nn, j->alpha, bt);
+        }
+        return;
+    }
     if (nseg == 0) {
         const qnn_sgemm_ukernel uk = qnn_dispatch_table.sgemm;
         for (size_t sl = s0; sl < s1; sl++) {
@@ -183,8 +205,8 @@ static void gemm_run_bfull(const gemm_job *j, int tid, int nt) {
     const size_t n_sl = (j->N + nr - 1) / nr, npad = n_sl * nr, n_pc = (j->K + j->kcb - 1) / j->kcb;
     for (size_t u = share(n_sl * n_pc, tid, nt); u < share(n_sl * n_pc, tid + 1, nt); u++) {
         const size_t p = u / n_sl, sl = u % n_sl, pc = p * j->kcb, kc = min_sz(j->kcb, j->K - pc);
-        j->bp->pack(j->bp->ctx, pc, kc, sl * nr, min_sz(nr, j->N - sl * nr), nr,
-                    j->bbuf + p * j->kcb * npad + sl * nr * kc);
+        b_sliver(j, pc, kc, sl * nr, min_sz(nr, j->N - sl * nr),
+                 j->bbuf + p * j->kcb * npad + sl * nr * kc);
     }
     if (nt > 1) {
 #pragma omp barrier
@@ -233,7 +255,7 @@ static void gemm_run(const gemm_job *j, int tid, int nt) {
             const float bt = pc == 0 ? j->beta : 1.0f;
             for (size_t sl = share(n_sl, tid, nt); sl < share(n_sl, tid + 1, nt); sl++) {
                 const size_t j0 = sl * nr;
-                j->bp->pack(j->bp->ctx, pc, kc, jc + j0, min_sz(nr, nc - j0), nr, j->bbuf + j0 * kc);
+                b_sliver(j, pc, kc, jc + j0, min_sz(nr, nc - j0), j->bbuf + j0 * kc);
             }
             if (nt > 1) {
 #pragma omp barrier
@@ -278,9 +300,10 @@ static void gemm_plan(gemm_job *j, size_t M, size_t N, size_t K, float alpha, co
     if (nt > 1 && (M + mcb - 1) / mcb < (size_t)nt)
         mcb = round_up((M + (size_t)nt - 1) / (size_t)nt, mr);
     *j = (gemm_job){M, N, K, kcb, mcb, (M + mcb - 1) / mcb, round_up(mcb, mr) * QNN_KC, 0,
-                    0, alpha, beta, ap, bp, c, NULL, NULL, ldc, ep};
+                    0, 0, alpha, beta, ap, bp, c, NULL, NULL, ldc, ep};
     const size_t n_pc = (K + kcb - 1) / kcb, npad = round_up(N, nr);
     j->ind = ind;
+    j->bind = !ind && bp->rows != NULL;
     /* Whole B when it is small next to the C it would otherwise make us re-read. */
     j->bfull = n_pc > 1 && N <= QNN_NC && npad * K * sizeof(float) <= QNN_BFULL_BYTES &&
                M >= 4 * mcb;
@@ -320,6 +343,12 @@ static void pack_b_shifted(const void *ctx, size_t k0, size_t kc, size_t j0, siz
     s->bp->pack(s->bp->ctx, s->koff + k0, kc, j0, nn, nr, dst);
 }
 
+static void rows_b_shifted(const void *ctx, size_t k0, size_t kc, size_t j0, size_t nr,
+                           const float **tab) {
+    const shifted_b *s = ctx;
+    s->bp->rows(s->bp->ctx, s->koff + k0, kc, j0, nr, tab);
+}
+
 /* Split-K: each thread reduces its own contiguous share of K into a private C (thread 0 straight
  * into C with beta), then the partials are added in thread order. Used when M x N offers too few
  * register tiles to share out but K is long (filter gradients: K = batch x pixels), where a
@@ -352,7 +381,7 @@ static int sgemm_split_k(size_t M, size_t N, size_t K, float alpha, const qnn_ap
         const shifted_a sa = {ap, k0};
         const shifted_b sb = {bp, k0};
         const qnn_apacker a1 = {pack_a_shifted, &sa, ap->rows ? rows_shifted : NULL};
-        const qnn_bpacker b1 = {pack_b_shifted, &sb};
+        const qnn_bpacker b1 = {pack_b_shifted, &sb, bp->rows ? rows_b_shifted : NULL};
         gemm_job j;
         if (t == 0)
             gemm_plan(&j, M, N, k1 - k0, alpha, &a1, &b1, beta, c, ldc, NULL, 1);
@@ -420,7 +449,7 @@ int qnn_sgemm_ex(size_t M, size_t N, size_t K, float alpha, qnn_mat a, const qnn
     }
     qnn_apacker dflt = {pack_a_strided, &a, a.cs == 1 ? rows_strided : NULL};
     if (!ap) ap = &dflt;
-    qnn_bpacker bdflt = {pack_b_strided, &b};
+    qnn_bpacker bdflt = {pack_b_strided, &b, NULL};
     if (!bp) bp = &bdflt;
     qnn_workspace tmp = {0};
     const int rc = sgemm_ws(M, N, K, alpha, ap, bp, beta, c, ldc, ep, nthreads, ws ? ws : &tmp);

@@ -110,3 +110,27 @@ void qnn_sgemm_ind_ukernel_avx2(size_t nseg, const size_t *len, const float *con
     const __m256 acc[2 * MR] = {x0, y0, x1, y1, x2, y2, x3, y3, x4, y4, x5, y5};
     store_tile(acc, c, ldc, m, n, alpha, beta);
 }
+
+/* The indirect-B form (gemm.h): packed A, B row k of the sliver read at brow[k]. */
+void qnn_sgemm_indb_ukernel_avx2(size_t kc, const float *a, const float *const *brow, float *c,
+                                 size_t ldc, size_t m, size_t n, float alpha, float beta) {
+    const float *pa = __builtin_assume_aligned(a, 64);
+    __m256 x0 = _mm256_setzero_ps(), y0 = x0, x1 = x0, y1 = x0, x2 = x0, y2 = x0, x3 = x0,
+           y3 = x0, x4 = x0, y4 = x0, x5 = x0, y5 = x0;
+    for (size_t i = 0; i < m; i++) _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
+#define QNN_ROW(i)                                                  \
+    {                                                               \
+        const __m256 ai = _mm256_broadcast_ss(pa + i * QNN_SGEMM_KC); \
+        x##i = _mm256_fmadd_ps(ai, b0, x##i);                       \
+        y##i = _mm256_fmadd_ps(ai, b1, y##i);                       \
+    }
+    for (size_t k = 0; k < kc; k++) {
+        const float *pb = brow[k];
+        const __m256 b0 = _mm256_loadu_ps(pb), b1 = _mm256_loadu_ps(pb + 8);
+        QNN_ROW(0) QNN_ROW(1) QNN_ROW(2) QNN_ROW(3) QNN_ROW(4) QNN_ROW(5)
+        pa += 1;
+    }
+#undef QNN_ROW
+    const __m256 acc[2 * MR] = {x0, y0, x1, y1, x2, y2, x3, y3, x4, y4, x5, y5};
+    store_tile(acc, c, ldc, m, n, alpha, beta);
+}

@@ -1,4 +1,4 @@
-/* The portable sgemm microkernels, packed and indirect, over a fixed MR x NR accumulator array.
+/* The portable sgemm microkernels (packed, indirect A, indirect B) over a fixed MR x NR accumulator array.
  *
  * Included by sgemm_ref.c, which defines QNN_FN(name), QNN_MR and QNN_NR and is built with
  * vectorisation and FMA contraction off: each step is a multiply then an add, the scalar
@@ -63,6 +63,25 @@ void QNN_FN(qnn_sgemm_ind_ukernel)(size_t nseg, const size_t *len, const float *
                 for (int j = 0; j < QNN_NR; j++) acc[i][j] += ai * pb[j];
             }
             pb += QNN_NR;
+        }
+    }
+    QNN_FN(store_tile)(acc, c, ldc, m, n, alpha, beta);
+}
+
+/* The indirect-B form (gemm.h): packed A, B row k of the sliver read at brow[k]. */
+void QNN_FN(qnn_sgemm_indb_ukernel)(size_t kc, const float *a, const float *const *brow,
+                                    float *c, size_t ldc, size_t m, size_t n, float alpha,
+                                    float beta) {
+    const float *restrict pa = __builtin_assume_aligned(a, 64);
+    float acc[QNN_MR][QNN_NR];
+    for (int i = 0; i < QNN_MR; i++)
+        for (int j = 0; j < QNN_NR; j++) acc[i][j] = 0.0f;
+    for (size_t k = 0; k < kc; k++) {
+        const float *restrict bk = brow[k];
+#pragma GCC unroll 16
+        for (int i = 0; i < QNN_MR; i++) {
+            const float ai = pa[i * QNN_SGEMM_KC + k];
+            for (int j = 0; j < QNN_NR; j++) acc[i][j] += ai * bk[j];
         }
     }
     QNN_FN(store_tile)(acc, c, ldc, m, n, alpha, beta);
