@@ -297,8 +297,18 @@ static void gemm_plan(gemm_job *j, size_t M, size_t N, size_t K, float alpha, co
     /* Row blocks: MC, or smaller so that a short M still gives every thread a block. */
     const size_t mc_max = QNN_A_BYTES / (QNN_KC * sizeof(float)) / mr * mr;
     size_t mcb = min_sz(mc_max > mr ? mc_max : mr, round_up(M, mr));
-    if (nt > 1 && (M + mcb - 1) / mcb < (size_t)nt)
-        mcb = round_up((M + (size_t)nt - 1) / (size_t)nt, mr);
+    if (nt > 1 && (M + mcb - 1) / mcb < (size_t)nt) {
+        /* Fewer row blocks than threads: split the rows, or keep one block and let the threads
+         * take column chunks (gemm_run), whichever leaves the busiest thread fewer tiles. Both
+         * round up per thread; for M = 256, N = 2304 (a filter gradient) rows give one thread
+         * 10 of 19 A slivers, columns an even half of B. Column chunks make each thread pack
+         * the whole A block, cheap next to its share of a wide B. */
+        const size_t t = (size_t)nt, m_sl = (M + mr - 1) / mr;
+        const size_t n_sl = (min_sz(N, QNN_NC) + nr - 1) / nr;
+        const size_t by_rows = (m_sl + t - 1) / t * n_sl, by_cols = m_sl * ((n_sl + t - 1) / t);
+        if (!(by_cols < by_rows && n_sl >= 4 * t))
+            mcb = round_up((M + t - 1) / t, mr);
+    }
     *j = (gemm_job){M, N, K, kcb, mcb, (M + mcb - 1) / mcb, round_up(mcb, mr) * QNN_KC, 0,
                     0, 0, alpha, beta, ap, bp, c, NULL, NULL, ldc, ep};
     const size_t n_pc = (K + kcb - 1) / kcb, npad = round_up(N, nr);
