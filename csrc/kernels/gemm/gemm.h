@@ -3,10 +3,11 @@
  * Goto/BLIS structure (spec/performance.md §3): B is packed into KC x NC panels, A into MC x KC
  * blocks, and an MR x NR register-tile microkernel (one per ISA, chosen through the dispatch
  * table) streams the packed slivers. An A whose rows lie in memory as contiguous runs of K is not
- * copied: the indirect microkernel reads it in place through a table of row addresses. Operands are described by element
- * strides, so transposes and strided sub-matrices (conv groups) cost nothing beyond the packing.
- * The A operand can instead be produced by a caller-supplied packer: the convolutions use that
- * to pack im2col patches straight from the NHWC input (implicit im2col). */
+ * copied: the indirect microkernel reads it in place through a table of row addresses (and B
+ * likewise where its slivers lie in memory whole). Operands are described by element strides, so
+ * transposes and strided sub-matrices (conv groups) cost nothing beyond the packing. Either
+ * operand can instead come from a caller-supplied packer: the convolutions use that for im2col
+ * patches straight from the NHWC input (implicit im2col), packed or read in place. */
 #ifndef QNN_KERNELS_GEMM_H
 #define QNN_KERNELS_GEMM_H
 

@@ -1,4 +1,5 @@
-/* AVX2 + FMA sgemm microkernel: a 6 x 16 tile, 12 ymm accumulators.
+/* AVX2 + FMA sgemm microkernels (packed, indirect A, indirect B; gemm.h): a 6 x 16 tile, 12 ymm
+ * accumulators.
  *
  * Per k step: two B vectors, six broadcasts, twelve FMAs; 12 independent accumulators cover the
  * FMA latency of 4 cycles on 2 pipes, and 6 x 16 leaves ymm registers for the B vectors and the
@@ -39,28 +40,40 @@ static inline void store_tile(const __m256 *acc, float *c, size_t ldc, size_t m,
     }
 }
 
+/* The 6 x 16 tile in 12 named accumulators (x: columns 0-7, y: 8-15), held in registers:
+ * QNN_TILE_BEGIN declares them zeroed and prefetches the C tile, QNN_TILE_END stores the tile
+ * (both use the kernels' c, ldc, m, n, alpha, beta). */
+#define QNN_TILE_BEGIN                                                                        \
+    __m256 x0 = _mm256_setzero_ps(), y0 = x0, x1 = x0, y1 = x0, x2 = x0, y2 = x0, x3 = x0,     \
+           y3 = x0, x4 = x0, y4 = x0, x5 = x0, y5 = x0;                                       \
+    for (size_t i_ = 0; i_ < m; i_++) _mm_prefetch((const char *)(c + i_ * ldc), _MM_HINT_T0)
+#define QNN_TILE_END                                                                           \
+    const __m256 acc_[2 * MR] = {x0, y0, x1, y1, x2, y2, x3, y3, x4, y4, x5, y5};              \
+    store_tile(acc_, c, ldc, m, n, alpha, beta)
+
+/* One k step's 12 FMAs with a packed A sliver pa (row i at pa[i*QNN_SGEMM_KC]) and the B
+ * vectors b0, b1, for the packed and the indirect-B kernels. */
+#define QNN_PA_ROW(i)                                                 \
+    {                                                                 \
+        const __m256 ai = _mm256_broadcast_ss(pa + i * QNN_SGEMM_KC); \
+        x##i = _mm256_fmadd_ps(ai, b0, x##i);                         \
+        y##i = _mm256_fmadd_ps(ai, b1, y##i);                         \
+    }
+#define QNN_PACKED_A_ROWS \
+    QNN_PA_ROW(0) QNN_PA_ROW(1) QNN_PA_ROW(2) QNN_PA_ROW(3) QNN_PA_ROW(4) QNN_PA_ROW(5)
+
 void qnn_sgemm_ukernel_avx2(size_t kc, const float *a, const float *b, float *c, size_t ldc,
                             size_t m, size_t n, float alpha, float beta) {
     const float *pa = __builtin_assume_aligned(a, 64);
     const float *pb = __builtin_assume_aligned(b, 64);
-    __m256 x0 = _mm256_setzero_ps(), y0 = x0, x1 = x0, y1 = x0, x2 = x0, y2 = x0, x3 = x0,
-           y3 = x0, x4 = x0, y4 = x0, x5 = x0, y5 = x0;
-    for (size_t i = 0; i < m; i++) _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
-#define QNN_ROW(i)                                   \
-    {                                                \
-        const __m256 ai = _mm256_broadcast_ss(pa + i * QNN_SGEMM_KC); \
-        x##i = _mm256_fmadd_ps(ai, b0, x##i);        \
-        y##i = _mm256_fmadd_ps(ai, b1, y##i);        \
-    }
+    QNN_TILE_BEGIN;
     for (size_t k = 0; k < kc; k++) {
         const __m256 b0 = _mm256_load_ps(pb), b1 = _mm256_load_ps(pb + 8);
-        QNN_ROW(0) QNN_ROW(1) QNN_ROW(2) QNN_ROW(3) QNN_ROW(4) QNN_ROW(5)
+        QNN_PACKED_A_ROWS
         pa += 1;
         pb += NR;
     }
-#undef QNN_ROW
-    const __m256 acc[2 * MR] = {x0, y0, x1, y1, x2, y2, x3, y3, x4, y4, x5, y5};
-    store_tile(acc, c, ldc, m, n, alpha, beta);
+    QNN_TILE_END;
 }
 
 /* The indirect form (gemm.h): the same tile and k order, the six A rows read through a pointer
@@ -69,9 +82,7 @@ void qnn_sgemm_ind_ukernel_avx2(size_t nseg, const size_t *len, const float *con
                                 const float *const *pf, const float *b, float *c, size_t ldc,
                                 size_t m, size_t n, float alpha, float beta) {
     const float *pb = __builtin_assume_aligned(b, 64);
-    __m256 x0 = _mm256_setzero_ps(), y0 = x0, x1 = x0, y1 = x0, x2 = x0, y2 = x0, x3 = x0,
-           y3 = x0, x4 = x0, y4 = x0, x5 = x0, y5 = x0;
-    for (size_t i = 0; i < m; i++) _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
+    QNN_TILE_BEGIN;
 #define QNN_ROW(i, k)                                \
     {                                                \
         const __m256 ai = _mm256_broadcast_ss(a##i + (k)); \
@@ -107,30 +118,21 @@ void qnn_sgemm_ind_ukernel_avx2(size_t nseg, const size_t *len, const float *con
 #undef QNN_PF_STEP
 #undef QNN_STEP
 #undef QNN_ROW
-    const __m256 acc[2 * MR] = {x0, y0, x1, y1, x2, y2, x3, y3, x4, y4, x5, y5};
-    store_tile(acc, c, ldc, m, n, alpha, beta);
+    QNN_TILE_END;
 }
 
 /* The indirect-B form (gemm.h): packed A, B row k of the sliver read at brow[k]. */
 void qnn_sgemm_indb_ukernel_avx2(size_t kc, const float *a, const float *const *brow, float *c,
                                  size_t ldc, size_t m, size_t n, float alpha, float beta) {
     const float *pa = __builtin_assume_aligned(a, 64);
-    __m256 x0 = _mm256_setzero_ps(), y0 = x0, x1 = x0, y1 = x0, x2 = x0, y2 = x0, x3 = x0,
-           y3 = x0, x4 = x0, y4 = x0, x5 = x0, y5 = x0;
-    for (size_t i = 0; i < m; i++) _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
-#define QNN_ROW(i)                                                  \
-    {                                                               \
-        const __m256 ai = _mm256_broadcast_ss(pa + i * QNN_SGEMM_KC); \
-        x##i = _mm256_fmadd_ps(ai, b0, x##i);                       \
-        y##i = _mm256_fmadd_ps(ai, b1, y##i);                       \
-    }
+    QNN_TILE_BEGIN;
     for (size_t k = 0; k < kc; k++) {
         const float *pb = brow[k];
         const __m256 b0 = _mm256_loadu_ps(pb), b1 = _mm256_loadu_ps(pb + 8);
-        QNN_ROW(0) QNN_ROW(1) QNN_ROW(2) QNN_ROW(3) QNN_ROW(4) QNN_ROW(5)
+        QNN_PACKED_A_ROWS
         pa += 1;
     }
-#undef QNN_ROW
-    const __m256 acc[2 * MR] = {x0, y0, x1, y1, x2, y2, x3, y3, x4, y4, x5, y5};
-    store_tile(acc, c, ldc, m, n, alpha, beta);
+#undef QNN_PACKED_A_ROWS
+#undef QNN_PA_ROW
+    QNN_TILE_END;
 }

@@ -1,4 +1,5 @@
-/* AVX-512 sgemm microkernel: a 14 x 32 tile, 28 zmm accumulators.
+/* AVX-512 sgemm microkernels (packed, indirect A, indirect B; gemm.h): a 14 x 32 tile, 28 zmm
+ * accumulators.
  *
  * Per k step it loads two B vectors and broadcasts 14 A scalars (one per packed A row, all at
  * constant offsets from one pointer) (16 loads against 28 FMAs, well
@@ -38,37 +39,51 @@ static inline void store_tile(const __m512 *acc, float *c, size_t ldc, size_t m,
     }
 }
 
+/* Every kernel below keeps the 14 x 32 tile in 28 named accumulators (x: columns 0-15, y:
+ * 16-31), so GCC holds them in registers. QNN_TILE_BEGIN declares them zeroed and prefetches the
+ * C tile, needed once at the end (fetching it now hides the misses behind the k loop);
+ * QNN_TILE_END stores the tile. Both use the kernels' c, ldc, m, n, alpha, beta. */
+#define QNN_TILE_BEGIN                                                                        \
+    __m512 x0 = _mm512_setzero_ps(), y0 = x0, x1 = x0, y1 = x0, x2 = x0, y2 = x0, x3 = x0,     \
+           y3 = x0, x4 = x0, y4 = x0, x5 = x0, y5 = x0, x6 = x0, y6 = x0, x7 = x0, y7 = x0,   \
+           x8 = x0, y8 = x0, x9 = x0, y9 = x0, x10 = x0, y10 = x0, x11 = x0, y11 = x0,        \
+           x12 = x0, y12 = x0, x13 = x0, y13 = x0;                                            \
+    for (size_t i_ = 0; i_ < m; i_++) {                                                       \
+        _mm_prefetch((const char *)(c + i_ * ldc), _MM_HINT_T0);                              \
+        _mm_prefetch((const char *)(c + i_ * ldc + 16), _MM_HINT_T0);                         \
+    }
+#define QNN_TILE_END                                                                           \
+    const __m512 acc_[2 * MR] = {x0, y0, x1, y1, x2, y2, x3, y3, x4, y4, x5, y5, x6, y6,       \
+                                 x7, y7, x8, y8, x9, y9, x10, y10, x11, y11, x12, y12, x13,   \
+                                 y13};                                                        \
+    store_tile(acc_, c, ldc, m, n, alpha, beta)
+
+/* One k step's 28 FMAs with a packed A sliver pa (row i at pa[i*QNN_SGEMM_KC]) and the B
+ * vectors b0, b1, for the packed and the indirect-B kernels. */
+#define QNN_PA_ROW(i)                                               \
+    {                                                               \
+        const __m512 ai = _mm512_set1_ps(pa[i * QNN_SGEMM_KC]);     \
+        x##i = _mm512_fmadd_ps(ai, b0, x##i);                       \
+        y##i = _mm512_fmadd_ps(ai, b1, y##i);                       \
+    }
+#define QNN_PACKED_A_ROWS                                                                  \
+    QNN_PA_ROW(0) QNN_PA_ROW(1) QNN_PA_ROW(2) QNN_PA_ROW(3) QNN_PA_ROW(4) QNN_PA_ROW(5)     \
+    QNN_PA_ROW(6) QNN_PA_ROW(7) QNN_PA_ROW(8) QNN_PA_ROW(9) QNN_PA_ROW(10) QNN_PA_ROW(11)   \
+    QNN_PA_ROW(12) QNN_PA_ROW(13)
+
 void qnn_sgemm_ukernel_avx512(size_t kc, const float *a, const float *b, float *c, size_t ldc,
                               size_t m, size_t n, float alpha, float beta) {
     const float *pa = __builtin_assume_aligned(a, 64);
     const float *pb = __builtin_assume_aligned(b, 64);
-    __m512 x0 = _mm512_setzero_ps(), y0 = x0, x1 = x0, y1 = x0, x2 = x0, y2 = x0, x3 = x0,
-           y3 = x0, x4 = x0, y4 = x0, x5 = x0, y5 = x0, x6 = x0, y6 = x0, x7 = x0, y7 = x0,
-           x8 = x0, y8 = x0, x9 = x0, y9 = x0, x10 = x0, y10 = x0, x11 = x0, y11 = x0,
-           x12 = x0, y12 = x0, x13 = x0, y13 = x0;
-    /* The C tile is needed once at the end; fetching it now hides the misses behind the loop. */
-    for (size_t i = 0; i < m; i++) {
-        _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
-        _mm_prefetch((const char *)(c + i * ldc + 16), _MM_HINT_T0);
-    }
-#define QNN_ROW(i)                                   \
-    {                                                \
-        const __m512 ai = _mm512_set1_ps(pa[i * QNN_SGEMM_KC]);     \
-        x##i = _mm512_fmadd_ps(ai, b0, x##i);        \
-        y##i = _mm512_fmadd_ps(ai, b1, y##i);        \
-    }
+    QNN_TILE_BEGIN;
 #pragma GCC unroll 4
     for (size_t k = 0; k < kc; k++) {
         const __m512 b0 = _mm512_load_ps(pb), b1 = _mm512_load_ps(pb + 16);
-        QNN_ROW(0) QNN_ROW(1) QNN_ROW(2) QNN_ROW(3) QNN_ROW(4) QNN_ROW(5) QNN_ROW(6)
-        QNN_ROW(7) QNN_ROW(8) QNN_ROW(9) QNN_ROW(10) QNN_ROW(11) QNN_ROW(12) QNN_ROW(13)
+        QNN_PACKED_A_ROWS
         pa += 1;
         pb += NR;
     }
-#undef QNN_ROW
-    const __m512 acc[2 * MR] = {x0, y0, x1, y1, x2, y2, x3, y3, x4, y4, x5, y5, x6, y6,
-                                x7, y7, x8, y8, x9, y9, x10, y10, x11, y11, x12, y12, x13, y13};
-    store_tile(acc, c, ldc, m, n, alpha, beta);
+    QNN_TILE_END;
 }
 
 /* The indirect form: the same tile and k order, the 14 A rows read through a pointer table.
@@ -79,14 +94,7 @@ void qnn_sgemm_ind_ukernel_avx512(size_t nseg, const size_t *len, const float *c
                                   const float *const *pf, const float *b, float *c, size_t ldc,
                                   size_t m, size_t n, float alpha, float beta) {
     const float *pb = __builtin_assume_aligned(b, 64);
-    __m512 x0 = _mm512_setzero_ps(), y0 = x0, x1 = x0, y1 = x0, x2 = x0, y2 = x0, x3 = x0,
-           y3 = x0, x4 = x0, y4 = x0, x5 = x0, y5 = x0, x6 = x0, y6 = x0, x7 = x0, y7 = x0,
-           x8 = x0, y8 = x0, x9 = x0, y9 = x0, x10 = x0, y10 = x0, x11 = x0, y11 = x0,
-           x12 = x0, y12 = x0, x13 = x0, y13 = x0;
-    for (size_t i = 0; i < m; i++) {
-        _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
-        _mm_prefetch((const char *)(c + i * ldc + 16), _MM_HINT_T0);
-    }
+    QNN_TILE_BEGIN;
 #define QNN_ROW(i, k)                                \
     {                                                \
         const __m512 ai = _mm512_set1_ps(a##i[k]);   \
@@ -126,39 +134,22 @@ void qnn_sgemm_ind_ukernel_avx512(size_t nseg, const size_t *len, const float *c
 #undef QNN_PF_STEP
 #undef QNN_STEP
 #undef QNN_ROW
-    const __m512 acc[2 * MR] = {x0, y0, x1, y1, x2, y2, x3, y3, x4, y4, x5, y5, x6, y6,
-                                x7, y7, x8, y8, x9, y9, x10, y10, x11, y11, x12, y12, x13, y13};
-    store_tile(acc, c, ldc, m, n, alpha, beta);
+    QNN_TILE_END;
 }
 
 /* The indirect-B form (gemm.h): packed A, B row k of the sliver read at brow[k]. */
 void qnn_sgemm_indb_ukernel_avx512(size_t kc, const float *a, const float *const *brow, float *c,
                                    size_t ldc, size_t m, size_t n, float alpha, float beta) {
     const float *pa = __builtin_assume_aligned(a, 64);
-    __m512 x0 = _mm512_setzero_ps(), y0 = x0, x1 = x0, y1 = x0, x2 = x0, y2 = x0, x3 = x0,
-           y3 = x0, x4 = x0, y4 = x0, x5 = x0, y5 = x0, x6 = x0, y6 = x0, x7 = x0, y7 = x0,
-           x8 = x0, y8 = x0, x9 = x0, y9 = x0, x10 = x0, y10 = x0, x11 = x0, y11 = x0,
-           x12 = x0, y12 = x0, x13 = x0, y13 = x0;
-    for (size_t i = 0; i < m; i++) {
-        _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
-        _mm_prefetch((const char *)(c + i * ldc + 16), _MM_HINT_T0);
-    }
-#define QNN_ROW(i)                                               \
-    {                                                            \
-        const __m512 ai = _mm512_set1_ps(pa[i * QNN_SGEMM_KC]);  \
-        x##i = _mm512_fmadd_ps(ai, b0, x##i);                    \
-        y##i = _mm512_fmadd_ps(ai, b1, y##i);                    \
-    }
+    QNN_TILE_BEGIN;
 #pragma GCC unroll 4
     for (size_t k = 0; k < kc; k++) {
         const float *pb = brow[k];
         const __m512 b0 = _mm512_loadu_ps(pb), b1 = _mm512_loadu_ps(pb + 16);
-        QNN_ROW(0) QNN_ROW(1) QNN_ROW(2) QNN_ROW(3) QNN_ROW(4) QNN_ROW(5) QNN_ROW(6)
-        QNN_ROW(7) QNN_ROW(8) QNN_ROW(9) QNN_ROW(10) QNN_ROW(11) QNN_ROW(12) QNN_ROW(13)
+        QNN_PACKED_A_ROWS
         pa += 1;
     }
-#undef QNN_ROW
-    const __m512 acc[2 * MR] = {x0, y0, x1, y1, x2, y2, x3, y3, x4, y4, x5, y5, x6, y6,
-                                x7, y7, x8, y8, x9, y9, x10, y10, x11, y11, x12, y12, x13, y13};
-    store_tile(acc, c, ldc, m, n, alpha, beta);
+#undef QNN_PACKED_A_ROWS
+#undef QNN_PA_ROW
+    QNN_TILE_END;
 }

@@ -1,4 +1,5 @@
-/* The portable sgemm microkernels (packed, indirect A, indirect B) over a fixed MR x NR accumulator array.
+/* The portable sgemm microkernels (packed, indirect A, indirect B) over a fixed MR x NR
+ * accumulator array.
  *
  * Included by sgemm_ref.c, which defines QNN_FN(name), QNN_MR and QNN_NR and is built with
  * vectorisation and FMA contraction off: each step is a multiply then an add, the scalar
