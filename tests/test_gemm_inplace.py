@@ -151,6 +151,8 @@ DW_CONVS = [  # (N, H, W, C, CO, KH, KW, strides, pads, dilation, groups)
     (2, 9, 11, 32, 24, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1),    # 32 channels: in place at AVX-512
     (1, 12, 10, 64, 40, 5, 5, (2, 1), (2, 2, 2, 2), (1, 1), 1),   # 5x5, strided, padded
     (2, 11, 11, 32, 16, 3, 3, (1, 1), (2, 2, 2, 2), (2, 2), 1),   # dilated (K = N*HO*WO)
+    (3, 9, 13, 32, 16, 3, 3, (2, 3), (0, 2, 1, 0), (1, 1), 1),    # uneven strides and padding
+    (1, 5, 7, 32, 8, 3, 3, (1, 1), (3, 3, 4, 4), (1, 1), 1),      # taps wholly in the padding
     (1, 8, 8, 64, 48, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 2),     # 2 groups of 32 channels
     (2, 6, 6, 48, 40, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1),     # 48: in place at AVX2 / ref only
     (8, 16, 16, 64, 20, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1),   # long K: split-K at 2 threads

@@ -196,17 +196,32 @@ static void rows_patches_b(const void *vctx, size_t k0, size_t kc, size_t j0, si
                            const float **tab) {
     const patch_ctx *ctx = vctx;
     const qnn_conv2d_shape *s = ctx->s;
-    const size_t H = s->H, W = s->W, C = s->C;
+    const size_t H = s->H, W = s->W, C = s->C, WO = s->WO, sw = s->sw;
     (void)nr;
     const tap_pos t = tap_at(s, j0);
     const idx dh = (idx)(t.kh * s->dh) - (idx)s->pt, dw = (idx)(t.kw * s->dw) - (idx)s->pl;
+    /* Output columns whose tap lands inside x: ow_lo <= ow < ow_hi (iw = ow*sw + dw). */
+    const size_t ow_lo = dw >= 0 ? 0 : ((size_t)(-dw) + sw - 1) / sw;
+    const size_t ow_hi = (idx)W - dw <= 0 ? 0 : min_sz(WO, ((size_t)((idx)W - dw) + sw - 1) / sw);
     const float *xg = ctx->x + ctx->g * ctx->Cg + t.ci;
-    size_t ow = k0 % s->WO, oh = (k0 / s->WO) % s->HO, n = k0 / (s->WO * s->HO);
-    for (size_t k = 0; k < kc; k++, next_pixel(s, &n, &oh, &ow)) {
-        const idx ih = (idx)(oh * s->sh) + dh, iw = (idx)(ow * s->sw) + dw;
-        tab[k] = ih >= 0 && ih < (idx)H && iw >= 0 && iw < (idx)W
-                     ? xg + ((n * H + (size_t)ih) * W + (size_t)iw) * C
-                     : zero_run;
+    size_t ow = k0 % WO, oh = (k0 / WO) % s->HO, n = k0 / (WO * s->HO), k = 0;
+    /* One output row at a time: inside it the pointer steps by sw*C between the two bounds. */
+    while (k < kc) {
+        const size_t run = min_sz(WO - ow, kc - k);
+        const idx ih = (idx)(oh * s->sh) + dh;
+        if (ih < 0 || ih >= (idx)H) {
+            for (size_t q = 0; q < run; q++) tab[k + q] = zero_run;
+        } else {
+            const float *row = xg + (n * H + (size_t)ih) * W * C;
+            for (size_t q = 0; q < run; q++) {
+                const size_t o = ow + q;
+                tab[k + q] = o >= ow_lo && o < ow_hi ? row + (size_t)((idx)(o * sw) + dw) * C
+                                                     : zero_run;
+            }
+        }
+        k += run;
+        ow = 0;
+        if (++oh == s->HO) { oh = 0; n++; }
     }
 }
 
