@@ -91,22 +91,18 @@ def test_fused_matches_layers(isa, shape, pool, name):
 
 
 @pytest.mark.parametrize("name", ["relu", "binary()", "quantized_relu(4,2)"])
-def test_one_and_two_threads_identical(name):
+def test_one_and_two_threads_identical(name, num_threads):
     _, x, bn, _ = _layers((6, 10, 10, 48), 5)
     act = _act(name, 48)
-    old = _core.get_num_threads()
     outs = []
-    try:
-        for nt in (1, 2):
-            _core.set_num_threads(nt)
-            b = BatchNormalization.from_config(bn.get_config())
-            b.build(x.shape)
-            b.set_weights(bn.get_weights())
-            y = b.call_fused_maxpool(x, act, (2, 2))
-            dx = b.backward(np.linspace(-1, 1, y.size, dtype=np.float32).reshape(y.shape))
-            outs.append([y, dx] + b.grads)
-    finally:
-        _core.set_num_threads(old)
+    for nt in (1, 2):
+        num_threads(nt)
+        b = BatchNormalization.from_config(bn.get_config())
+        b.build(x.shape)
+        b.set_weights(bn.get_weights())
+        y = b.call_fused_maxpool(x, act, (2, 2))
+        dx = b.backward(np.linspace(-1, 1, y.size, dtype=np.float32).reshape(y.shape))
+        outs.append([y, dx] + b.grads)
     for a, b in zip(*outs):
         np.testing.assert_array_equal(a, b)
 

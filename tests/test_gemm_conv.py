@@ -10,7 +10,6 @@ rounding)."""
 import numpy as np
 import pytest
 
-import qnn_ext
 from qnn_ext import _core
 
 RTOL = 1e-5
@@ -131,31 +130,23 @@ def test_gemm_large_k_blocks(isa):
     (100, 40, 3000, -1.5),
 ])
 @pytest.mark.parametrize("threads", [1, 2])
-def test_gemm_driver_paths(isa, m, n, k, beta, threads):
+def test_gemm_driver_paths(isa, num_threads, m, n, k, beta, threads):
     rng = np.random.default_rng(m + n + k)
     a, b, c0 = _rand(rng, m, k), _rand(rng, k, n), _rand(rng, m, n)
-    prev = qnn_ext._core.get_num_threads()
-    try:
-        _core.set_num_threads(threads)
-        out = c0.copy()
-        _core.gemm("g", a, b, out=out, beta=beta)
-    finally:
-        _core.set_num_threads(prev)
+    num_threads(threads)
+    out = c0.copy()
+    _core.gemm("g", a, b, out=out, beta=beta)
     ref = a.astype(np.float64) @ b + beta * c0.astype(np.float64)
     _close(out, ref, np.abs(a).astype(np.float64) @ np.abs(b) + abs(beta * c0))
 
 
-def test_gemm_threads_agree():
+def test_gemm_threads_agree(num_threads):
     rng = np.random.default_rng(4)
     a, b = _rand(rng, 300, 256), _rand(rng, 256, 270)
-    prev = qnn_ext._core.get_num_threads()
-    try:
-        _core.set_num_threads(1)
-        c1 = _core.gemm("g", a, b)
-        _core.set_num_threads(2)
-        c2 = _core.gemm("g", a, b)
-    finally:
-        _core.set_num_threads(prev)
+    num_threads(1)
+    c1 = _core.gemm("g", a, b)
+    num_threads(2)
+    c2 = _core.gemm("g", a, b)
     _close(c2, c1.astype(np.float64), np.abs(a).astype(np.float64) @ np.abs(b))
 
 
@@ -262,22 +253,18 @@ def test_conv_gradients_finite_differences(case):
 
 
 @pytest.mark.parametrize("groups,cout", [(1, 32), (32, 32)])
-def test_conv_threads_agree(groups, cout):
+def test_conv_threads_agree(num_threads, groups, cout):
     rng = np.random.default_rng(11)
     x = _rand(rng, 8, 16, 16, 32)  # large enough for the runtime to use 2 threads
     w = _rand(rng, 3, 3, 32 // groups, cout)
     args = ((1, 1), (1, 1, 1, 1), (1, 1), groups)
     dy = _rand(rng, 8, 16, 16, cout)
-    prev = _core.get_num_threads()
     res = []
-    try:
-        for t in (1, 2):
-            _core.set_num_threads(t)
-            res.append((_core.conv2d_forward("c", x, w, *args),
-                        _core.conv2d_backward_input("c", dy, w, x.shape, *args),
-                        _core.conv2d_backward_filter("c", x, dy, w.shape, *args)))
-    finally:
-        _core.set_num_threads(prev)
+    for t in (1, 2):
+        num_threads(t)
+        res.append((_core.conv2d_forward("c", x, w, *args),
+                    _core.conv2d_backward_input("c", dy, w, x.shape, *args),
+                    _core.conv2d_backward_filter("c", x, dy, w.shape, *args)))
     bounds = (conv_ref(np.abs(x), np.abs(w), *args), conv_dx_ref(np.abs(dy), np.abs(w), x.shape, *args),
               conv_dw_ref(np.abs(x), np.abs(dy), w.shape, *args))
     for a, b, bd in zip(res[0], res[1], bounds):
@@ -303,16 +290,12 @@ def test_bias_add_and_grad(shape):
     np.testing.assert_allclose(db, ref, rtol=1e-6, atol=1e-6)
 
 
-def test_bias_grad_thread_independent():
+def test_bias_grad_thread_independent(num_threads):
     y = _rand(np.random.default_rng(1), 70000, 8)
-    prev = _core.get_num_threads()
-    try:
-        _core.set_num_threads(1)
-        a = _core.bias_grad("b", y)
-        _core.set_num_threads(2)
-        b = _core.bias_grad("b", y)
-    finally:
-        _core.set_num_threads(prev)
+    num_threads(1)
+    a = _core.bias_grad("b", y)
+    num_threads(2)
+    b = _core.bias_grad("b", y)
     np.testing.assert_array_equal(a, b)
 
 

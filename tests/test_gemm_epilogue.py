@@ -27,18 +27,14 @@ SHAPES = [(4100, 64, 600), (300, 700, 530), (17, 45, 3), (24, 40, 60000), (33, 2
 @pytest.mark.parametrize("M,N,K", SHAPES)
 @pytest.mark.parametrize("bias_on,act", [(True, None), (False, "relu"), (True, "relu"),
                                          (True, "linear")])
-def test_gemm_epilogue_bit_identical(isa, M, N, K, bias_on, act, nt):
+def test_gemm_epilogue_bit_identical(isa, num_threads, M, N, K, bias_on, act, nt):
     rng = np.random.default_rng(M + N + K)
     a = rng.standard_normal((M, K)).astype(F32)
     b = rng.standard_normal((K, N)).astype(F32)
     bias = rng.standard_normal(N).astype(F32) if bias_on else None
-    old = _core.get_num_threads()
-    _core.set_num_threads(nt)
-    try:
-        want = _separate(_core.gemm("g", a, b), bias, act)
-        got = _core.gemm("g", a, b, bias=bias, act=act)
-    finally:
-        _core.set_num_threads(old)
+    num_threads(nt)
+    want = _separate(_core.gemm("g", a, b), bias, act)
+    got = _core.gemm("g", a, b, bias=bias, act=act)
     np.testing.assert_array_equal(got, want)
     if act == "relu":
         assert (got >= 0).all() and (got == 0).any() == (want == 0).any()

@@ -77,30 +77,26 @@ CASES = [
 
 @pytest.mark.parametrize("nthreads", [1, 2])
 @pytest.mark.parametrize("name,opt,ref", CASES, ids=[c[0] for c in CASES])
-def test_update_bit_identical_to_numpy(name, opt, ref, nthreads):
+def test_update_bit_identical_to_numpy(name, opt, ref, nthreads, num_threads):
     opt = opt()
     rng = np.random.default_rng(len(name))
     shapes = [(3, 3, 4, 33), (257,), (1,)]  # big enough to thread, odd, single element
     var = [Variable(rng.standard_normal(s).astype(F32), f"w{i}") for i, s in enumerate(shapes)]
     w_ref = [v.value.copy() for v in var]
     slots_ref = [[np.zeros(s, F32) for _ in opt._slot_names] for s in shapes]
-    old = _core.get_num_threads()
-    _core.set_num_threads(nthreads)
-    try:
-        for step in range(1, 6):
-            grads = [(rng.standard_normal(s) * 10.0 ** rng.integers(-6, 2)).astype(F32)
-                     for s in shapes]
-            lr = opt._current_lr()
-            opt.apply_gradients(zip(grads, var))
-            for w, g, s in zip(w_ref, grads, slots_ref):
-                ref(w, g, s, lr, step)
-            for v, w in zip(var, w_ref):
-                np.testing.assert_array_equal(v.value, w)
-            for i, s in enumerate(slots_ref):
-                for got, want in zip(opt._slots[i], s):
-                    np.testing.assert_array_equal(got, want)
-    finally:
-        _core.set_num_threads(old)
+    num_threads(nthreads)
+    for step in range(1, 6):
+        grads = [(rng.standard_normal(s) * 10.0 ** rng.integers(-6, 2)).astype(F32)
+                 for s in shapes]
+        lr = opt._current_lr()
+        opt.apply_gradients(zip(grads, var))
+        for w, g, s in zip(w_ref, grads, slots_ref):
+            ref(w, g, s, lr, step)
+        for v, w in zip(var, w_ref):
+            np.testing.assert_array_equal(v.value, w)
+        for i, s in enumerate(slots_ref):
+            for got, want in zip(opt._slots[i], s):
+                np.testing.assert_array_equal(got, want)
 
 
 def test_adam_amsgrad_nan_propagates_like_numpy_maximum():

@@ -19,11 +19,9 @@ def rnd(shape, seed):
 
 
 @pytest.fixture(params=[1, 2], ids=["1t", "2t"])
-def threads(request):
-    old = _core.get_num_threads()
-    _core.set_num_threads(request.param)
-    yield request.param
-    _core.set_num_threads(old)
+def threads(request, num_threads):
+    num_threads(request.param)
+    return request.param
 
 
 # (name, call(ws)): each covers a different scratch use of the kernels
