@@ -31,6 +31,7 @@ typedef struct qnn_dispatch {
     const qnn_quant_auto_kernels *qauto; /* data-dependent quantizer scales */
     qnn_sgemm_ind_ukernel sgemm_ind;     /* the sgemm tile reading A in place (same MR x NR) */
     qnn_sgemm_indb_ukernel sgemm_indb;   /* ... and reading B in place */
+    qnn_sgemm_pack_at_fn sgemm_pack_at;  /* packing a transposed A block */
 } qnn_dispatch;
 
 extern qnn_dispatch qnn_dispatch_table;

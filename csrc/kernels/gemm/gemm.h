@@ -68,6 +68,15 @@ void qnn_sgemm_indb_ukernel_avx2(size_t, const float *, const float *const *, fl
 void qnn_sgemm_indb_ukernel_avx512(size_t, const float *, const float *const *, float *, size_t,
                                    size_t, size_t, float, float);
 
+/* Packs a block of a transposed A (element (i, k) at src[i + k*cs]): dst[i*QNN_SGEMM_KC + k]
+ * for i < m, k < kc. The SIMD forms transpose 16 x 16 (8 x 8) tiles in registers; the scalar
+ * one walks blocks of 16 rows so its reads stay sequential. */
+typedef void (*qnn_sgemm_pack_at_fn)(const float *src, size_t cs, size_t m, size_t kc,
+                                     float *dst);
+void qnn_sgemm_pack_at_ref(const float *, size_t, size_t, size_t, float *);
+void qnn_sgemm_pack_at_avx2(const float *, size_t, size_t, size_t, float *);
+void qnn_sgemm_pack_at_avx512(const float *, size_t, size_t, size_t, float *);
+
 /* Most segments an in-place A may cut one K slice into, and the deepest K slice it is asked
  * for: deeper than a packed slice (QNN_SGEMM_KC), as no copy has to fit in L2; fewer slices
  * mean fewer passes over C, and each A row is one long stream for the prefetchers (+3-5% on

@@ -48,16 +48,9 @@ static void pack_a_strided(const void *ctx, size_t i0, size_t m, size_t k0, size
     const float *src = a->p + (ptrdiff_t)i0 * a->rs + (ptrdiff_t)k0 * a->cs;
     if (a->cs == 1) {
         for (size_t i = 0; i < m; i++) memcpy(dst + i * ld, src + (ptrdiff_t)i * a->rs, kc * sizeof(float));
-    } else if (a->rs == 1) {
-        /* Transposed A: each k is a contiguous run of rows; write it down a column of the
-         * L1-resident sliver in blocks of rows so reads stay sequential. */
-        for (size_t ib = 0; ib < m; ib += 16) {
-            const size_t ie = min_sz(m, ib + 16);
-            for (size_t k = 0; k < kc; k++) {
-                const float *s = src + (ptrdiff_t)k * a->cs;
-                for (size_t i = ib; i < ie; i++) dst[i * ld + k] = s[i];
-            }
-        }
+    } else if (a->rs == 1 && a->cs > 0) {
+        /* Transposed A (each k a contiguous run of rows): transposed in register tiles. */
+        qnn_dispatch_table.sgemm_pack_at(src, (size_t)a->cs, m, kc, dst);
     } else {
         for (size_t i = 0; i < m; i++) {
             const float *s = src + (ptrdiff_t)i * a->rs;

@@ -136,3 +136,40 @@ void qnn_sgemm_indb_ukernel_avx2(size_t kc, const float *a, const float *const *
 #undef QNN_PA_ROW
     QNN_TILE_END;
 }
+
+/* In-register transpose: on return r[i] holds what was column i of the 8 rows. */
+static inline void transpose8(__m256 r[8]) {
+    __m256 t[8], u[8];
+    for (int i = 0; i < 4; i++) {
+        t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 2; i++) {
+        u[4 * i] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        u[4 * i + 1] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        u[4 * i + 2] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        u[4 * i + 3] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (int j = 0; j < 4; j++) {
+        r[j] = _mm256_permute2f128_ps(u[j], u[j + 4], 0x20);
+        r[j + 4] = _mm256_permute2f128_ps(u[j], u[j + 4], 0x31);
+    }
+}
+
+/* Transposed-A packing (gemm.h) in 8 x 8 tiles; the edges element by element. */
+void qnn_sgemm_pack_at_avx2(const float *src, size_t cs, size_t m, size_t kc, float *dst) {
+    const size_t m8 = m / 8 * 8, k8 = kc / 8 * 8;
+    for (size_t i0 = 0; i0 < m8; i0 += 8) {
+        for (size_t k0 = 0; k0 < k8; k0 += 8) {
+            __m256 r[8];
+            for (size_t k = 0; k < 8; k++) r[k] = _mm256_loadu_ps(src + (k0 + k) * cs + i0);
+            transpose8(r);
+            for (size_t i = 0; i < 8; i++)
+                _mm256_storeu_ps(dst + (i0 + i) * QNN_SGEMM_KC + k0, r[i]);
+        }
+        for (size_t k = k8; k < kc; k++)
+            for (size_t i = i0; i < i0 + 8; i++) dst[i * QNN_SGEMM_KC + k] = src[k * cs + i];
+    }
+    for (size_t k = 0; k < kc; k++)
+        for (size_t i = m8; i < m; i++) dst[i * QNN_SGEMM_KC + k] = src[k * cs + i];
+}

@@ -153,3 +153,47 @@ void qnn_sgemm_indb_ukernel_avx512(size_t kc, const float *a, const float *const
 #undef QNN_PA_ROW
     QNN_TILE_END;
 }
+
+/* In-register transpose: on return r[i] holds what was column i of the 16 rows. */
+static inline void transpose16(__m512 r[16]) {
+    __m512 t[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; i++) {
+        r[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 4; j++) {
+            t[8 * i + j] = _mm512_shuffle_f32x4(r[8 * i + j], r[8 * i + j + 4], 0x88);
+            t[8 * i + j + 4] = _mm512_shuffle_f32x4(r[8 * i + j], r[8 * i + j + 4], 0xdd);
+        }
+    for (int j = 0; j < 8; j++) {
+        r[j] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0x88);
+        r[j + 8] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0xdd);
+    }
+}
+
+/* Transposed-A packing (gemm.h) in 16 x 16 tiles: 16 contiguous row values per k in, 16
+ * contiguous k values per row out; masks cover the edges. */
+void qnn_sgemm_pack_at_avx512(const float *src, size_t cs, size_t m, size_t kc, float *dst) {
+    for (size_t i0 = 0; i0 < m; i0 += 16) {
+        const size_t mi = m - i0 < 16 ? m - i0 : 16;
+        const __mmask16 rm = col_mask(mi);
+        for (size_t k0 = 0; k0 < kc; k0 += 16) {
+            const size_t mk = kc - k0 < 16 ? kc - k0 : 16;
+            __m512 r[16];
+            for (size_t k = 0; k < 16; k++)
+                r[k] = k < mk ? _mm512_maskz_loadu_ps(rm, src + (k0 + k) * cs + i0)
+                              : _mm512_setzero_ps();
+            transpose16(r);
+            const __mmask16 km = col_mask(mk);
+            for (size_t i = 0; i < mi; i++)
+                _mm512_mask_storeu_ps(dst + (i0 + i) * QNN_SGEMM_KC + k0, km, r[i]);
+        }
+    }
+}

@@ -87,3 +87,13 @@ void QNN_FN(qnn_sgemm_indb_ukernel)(size_t kc, const float *a, const float *cons
     }
     QNN_FN(store_tile)(acc, c, ldc, m, n, alpha, beta);
 }
+
+void QNN_FN(qnn_sgemm_pack_at)(const float *src, size_t cs, size_t m, size_t kc, float *dst) {
+    for (size_t ib = 0; ib < m; ib += 16) {
+        const size_t ie = ib + 16 < m ? ib + 16 : m;
+        for (size_t k = 0; k < kc; k++) {
+            const float *s = src + k * cs;
+            for (size_t i = ib; i < ie; i++) dst[i * QNN_SGEMM_KC + k] = s[i];
+        }
+    }
+}
