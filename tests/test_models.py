@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import qnn_ext
-from qnn_ext import (Activation, Add, BatchNormalization, Concatenate, Conv2D, Dense, Flatten,
+from qnn_ext import (Activation, Add, BatchNormalization, Concatenate, Dense, Flatten,
                      Input, MaxPooling2D, Model, QActivation, QConv2D, QDense, Sequential)
 from qnn_ext import callbacks, optimizers
 

@@ -20,7 +20,6 @@ import numpy as np
 import pytest
 
 import qnn_ext
-from qnn_ext import backend
 from qnn_ext import quantizers as qz
 
 F32 = np.float32
