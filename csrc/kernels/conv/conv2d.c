@@ -400,7 +400,7 @@ static int conv2d_forward_ws(const qnn_conv2d_shape *s, const float *x, const fl
         return QNN_OK;
     }
     for (size_t g = 0; g < s->groups; g++) {
-        const patch_ctx ctx = {s, x, g, s->C / s->groups};
+        const patch_ctx ctx = {s, x, g, Cg};
         const qnn_apacker ap = {pack_patches, &ctx,
                                 ctx.Cg >= QNN_CONV_IND_MIN_CG ? rows_patches : NULL};
         const qnn_mat none = {NULL, 0, 0};
@@ -512,7 +512,7 @@ static int conv2d_backward_filter_ws(const qnn_conv2d_shape *s, const float *x, 
     const size_t Kp = s->KH * s->KW * Cg, P = s->N * s->HO * s->WO;
     if (Kp < COg) {
         for (size_t g = 0; g < s->groups; g++) {
-            const patch_ctx ctx = {s, x, g, s->C / s->groups};
+            const patch_ctx ctx = {s, x, g, Cg};
             const qnn_apacker ap = {pack_patches_t, &ctx, NULL};
             const qnn_mat none = {NULL, 0, 0};
             const qnn_mat b = {dy + g * COg, (idx)s->CO, 1};
@@ -526,7 +526,7 @@ static int conv2d_backward_filter_ws(const qnn_conv2d_shape *s, const float *x, 
     float *dwt = qnn_ws_get(ws, QNN_WS_CONV, COg * Kp * sizeof(float));
     if (!dwt) return QNN_ENOMEM;
     for (size_t g = 0; g < s->groups; g++) {
-        const patch_ctx ctx = {s, x, g, s->C / s->groups};
+        const patch_ctx ctx = {s, x, g, Cg};
         const size_t nr = (size_t)qnn_dispatch_table.sgemm_nr;
         const qnn_bpacker bp = {pack_patches_b, &ctx, ctx.Cg % nr == 0 ? rows_patches_b : NULL};
         const qnn_mat a = {dy + g * COg, 1, (idx)s->CO};

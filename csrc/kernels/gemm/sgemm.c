@@ -147,24 +147,22 @@ static void block_mul(const gemm_job *j, const float *my_a, size_t nseg, const s
                       size_t mc, size_t kc, const float *bsl, size_t s0, size_t s1, float *c,
                       size_t nc, float bt) {
     const size_t mr = (size_t)qnn_dispatch_table.sgemm_mr, nr = (size_t)qnn_dispatch_table.sgemm_nr;
-    if (nseg == 0 && j->bind) {
-        const qnn_sgemm_indb_ukernel uk = qnn_dispatch_table.sgemm_indb;
-        for (size_t sl = s0; sl < s1; sl++) {
-            const size_t j0 = sl * nr, nn = min_sz(nr, nc - j0);
-            const float *const *brow = (const float *const *)(const void *)(bsl + j0 * kc);
-            for (size_t ir = 0; ir < mc; ir += mr)
-                uk(kc, my_a + ir * QNN_KC, brow, c + ir * j->ldc + j0, j->ldc,
-                   min_sz(mr, mc - ir), nn, j->alpha, bt);
-        }
-        return;
-    }
-    if (nseg == 0) {
+    if (nseg == 0) { /* packed A; B packed, or (j->bind) a table of its row addresses */
         const qnn_sgemm_ukernel uk = qnn_dispatch_table.sgemm;
+        const qnn_sgemm_indb_ukernel ukb = qnn_dispatch_table.sgemm_indb;
         for (size_t sl = s0; sl < s1; sl++) {
             const size_t j0 = sl * nr, nn = min_sz(nr, nc - j0);
-            for (size_t ir = 0; ir < mc; ir += mr)
-                uk(kc, my_a + ir * QNN_KC, bsl + j0 * kc, c + ir * j->ldc + j0, j->ldc,
-                   min_sz(mr, mc - ir), nn, j->alpha, bt);
+            const float *b = bsl + j0 * kc;
+            for (size_t ir = 0; ir < mc; ir += mr) {
+                const float *a = my_a + ir * QNN_KC;
+                float *ct = c + ir * j->ldc + j0;
+                const size_t m = min_sz(mr, mc - ir);
+                if (j->bind)
+                    ukb(kc, a, (const float *const *)(const void *)b, ct, j->ldc, m, nn, j->alpha,
+                        bt);
+                else
+                    uk(kc, a, b, ct, j->ldc, m, nn, j->alpha, bt);
+            }
         }
         return;
     }
@@ -303,10 +301,8 @@ static void gemm_plan(gemm_job *j, size_t M, size_t N, size_t K, float alpha, co
             mcb = round_up((M + t - 1) / t, mr);
     }
     *j = (gemm_job){M, N, K, kcb, mcb, (M + mcb - 1) / mcb, round_up(mcb, mr) * QNN_KC, 0,
-                    0, 0, alpha, beta, ap, bp, c, NULL, NULL, ldc, ep};
+                    ind, !ind && bp->rows != NULL, alpha, beta, ap, bp, c, NULL, NULL, ldc, ep};
     const size_t n_pc = (K + kcb - 1) / kcb, npad = round_up(N, nr);
-    j->ind = ind;
-    j->bind = !ind && bp->rows != NULL;
     /* Whole B when it is small next to the C it would otherwise make us re-read. */
     j->bfull = n_pc > 1 && N <= QNN_NC && npad * K * sizeof(float) <= QNN_BFULL_BYTES &&
                M >= 4 * mcb;
