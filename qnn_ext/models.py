@@ -195,15 +195,46 @@ class Model(Layer):
         self._bn_act_cache = (self._order, (pairs, pools))
         return pairs, pools
 
+    def _weight_act_pairs(self):
+        """{id(weight layer output): activation node} for every Dense/convolution without an
+        activation of its own whose output feeds exactly one Activation/QActivation and nothing
+        else: that activation can run in the layer's GEMM epilogue (call_fused_act)."""
+        from .layers.core import Activation, QActivation
+        cache = getattr(self, "_wact_cache", None)
+        if cache is not None and cache[0] is self._order:
+            return cache[1]
+        uses = {}
+        for t in self._order:
+            for u in t.inputs:
+                uses.setdefault(id(u), []).append(t)
+        outs = {id(t) for t in self._outputs}
+        pairs = {}
+        for t in self._order:
+            users = uses.get(id(t), [])
+            if (getattr(t.layer, "_epilogue_shape", None) is not None and len(users) == 1
+                    and id(t) not in outs and type(users[0].layer) in (Activation, QActivation)
+                    and len(users[0].inputs) == 1 and len(t.inputs) == 1):
+                pairs[id(t)] = users[0]
+        self._wact_cache = (self._order, pairs)
+        return pairs
+
     def call(self, inputs, training=False):
         xs = self._check_inputs(_as_list(inputs))
         values = {id(t): x for t, x in zip(self._inputs, xs)}
         pairs, pools = self._bn_act_pairs() if training else ({}, {})
+        wpairs = self._weight_act_pairs()
         self._fused_acts = fused = set()
         for t in self._order:
-            if id(t) in fused:  # computed with its batch norm
+            if id(t) in fused:  # computed with its batch norm or weight layer
                 continue
             ins = [values[id(u)] for u in t.inputs]
+            if id(t) in wpairs:
+                a = wpairs[id(t)]
+                y = t.layer.call_fused_act(ins[0], a.layer.activation, training=training)
+                if y is not None:
+                    values[id(t)] = values[id(a)] = y
+                    fused.add(id(a))
+                    continue
             if id(t) in pools:
                 a, p = pairs[id(t)], pools[id(t)]
                 x = ins[0]
@@ -240,7 +271,7 @@ class Model(Layer):
             if g is None:
                 g = np.zeros((1,), F32)  # output unused by the loss: no gradient flows
                 continue
-            if id(t) in getattr(self, "_fused_acts", ()):  # its batch norm applies act' (and pool')
+            if id(t) in getattr(self, "_fused_acts", ()):  # its input layer applies act' (and pool')
                 t.layer.grads = []
                 gs[id(t.inputs[0])] = g
                 continue

@@ -224,6 +224,21 @@ def v_qa():
                 auto=dict(iterations=5), outer=4, S=3, inner=1, group=1)
 
 
+def _relu3_spec(shape):
+    from qnn_ext.quantizers import quantized_relu
+    return quantized_relu(3)._fused_spec(np.broadcast_to(F32(0), shape), True)
+
+
+def v_steb():
+    spec = _relu3_spec((4, 6))
+    _, mask = _core.gemm("t", rng_arr((4, 5), 2), rng_arr((5, 6), 3), act=spec, ste_mask=True)
+    return dict(who="quant_ste_backward", spec=spec, mask=mask, dy=rng_arr((4, 6), 4))
+
+
+def v_ste_planes():
+    return dict(spec=_relu3_spec((4, 6)))
+
+
 def v_uniform():
     return dict(key=7, n=10)
 
@@ -292,6 +307,7 @@ ARRAYS = {
     "quant_forward": arrays(("x", F64, False, True)),
     "quant_backward": arrays(("x", F64, False, False), ("dy", F64, False, False)),
     "quant_auto": arrays(("x", F64, False, True)),  # the layout args give the shape
+    "quant_ste_backward": arrays(("dy", F64, False, True), ("mask", np.uint16, False, False)),
     "bnn_bitpack": arrays(("x", F64, False, True)),
     "bnn_conv2d": arrays(("x", np.uint32, False, False), ("w", np.uint32, False, False),
                          ("ibias", np.int64, False, False), ("mul", F64, False, False),
@@ -724,6 +740,49 @@ TABLE["quant_auto"] = dict(
     **out_cases((4, 3), "x"),
 )
 
+# a spec whose STE reads x itself (quantized_tanh's): no bit mask can stand for it
+_TANH_SPEC = (dict(op=7, m=4.0, lo=-0.75, hi=0.75), None, None, 1, dict(op=7, m=4.0, lo=-0.75, hi=0.75), None, 1)
+
+TABLE["quant_ste_backward"] = dict(
+    valid=v_steb,
+    shape=[("mask for 3 rows", lambda kw: dict(kw, mask=np.ascontiguousarray(kw["mask"][:, :3])),
+            Raises(ValueError, "mask", "does not fit")),
+           ("dy with 9 channels", set_(dy=rng_arr((4, 9))), Raises(ValueError, "mask", "does not fit")),
+           ("mask with 4 groups for 6 channels", lambda kw: dict(kw, mask=np.zeros((4, 4, 1), np.uint8)),
+            Raises(ValueError, "mask")),
+           ("out of the wrong shape", set_(out=np.zeros((4, 5), F32)), Raises(ValueError, "out"))],
+    zero_size=[("dy (0, 6)", lambda kw: dict(kw, dy=np.zeros((0, 6), F32), mask=np.zeros((1, 0, 1), np.uint8)),
+                Valid("empty", empty((0, 6))))],
+    overflow=NA("sizes come from the arrays, whose shapes are checked against each other"),
+    nan_inf=[("NaN in dy[2, 0]", with_nan("dy", (2, 0)), Valid("dx[2, 0] NaN (t * g)", nan_where((2, 0))))],
+    none=[("spec=None", set_(spec=None), Raises(TypeError, "spec")),
+          ("out=None", set_(out=None), Valid("a new array", same_as_base))],
+    wrong_type=[WHO_NONE, ("spec of quantized_tanh", set_(spec=_TANH_SPEC), Raises(ValueError, "bit mask")),
+                ("spec a list", set_(spec=[1]), Raises(TypeError, "spec"))],
+    readonly_out=out_cases((4, 6), "dy")["readonly_out"],
+    alias_out=[("out overlapping dy one row on", lambda kw: (lambda buf: dict(
+                    kw, dy=buf[:24].reshape(4, 6), out=buf[6:30].reshape(4, 6)))(
+                    np.concatenate([kw["dy"].ravel(), np.zeros(6, F32)])),
+                Raises(ValueError, "out", "share memory")),
+               ("out is dy itself", lambda kw: (lambda d: dict(kw, dy=d, out=d))(kw["dy"].copy()),
+                Valid("in place: the same values", same_as_base))],
+)
+
+TABLE["ste_planes"] = dict(
+    valid=v_ste_planes,
+    dtype=NO_ARRAYS, ndim=NO_ARRAYS, noncontig=NO_ARRAYS,
+    shape=[("spec with 6 fields", lambda kw: dict(kw, spec=kw["spec"][:6]), Raises(TypeError, "spec"))],
+    zero_size=NA("a spec has no size"),
+    overflow=[("params_b['op'] = 2**70",
+               lambda kw: dict(kw, spec=kw["spec"][:4] + (dict(op=BIG),) + kw["spec"][5:]),
+               Raises(OverflowError, "op"))],
+    nan_inf=[("a spec of quantized_tanh", set_(spec=_TANH_SPEC),
+              Valid("None: its STE reads x", lambda r, kw, b: r is None or (_ for _ in ()).throw(AssertionError(r))))],
+    none=[("spec=None", set_(spec=None), Raises(TypeError, "spec"))],
+    wrong_type=[("spec='relu'", set_(spec="relu"), Raises(TypeError, "spec"))],
+    **NO_OUT,
+)
+
 TABLE["uniform"] = dict(
     valid=v_uniform,
     dtype=NO_ARRAYS, ndim=NO_ARRAYS, noncontig=NO_ARRAYS,
@@ -1060,6 +1119,17 @@ TABLE["gemm"]["wrong_type"] = TABLE["gemm"]["wrong_type"] + [
     ("act='tanh'", set_(act="tanh"), Raises(ValueError, "act")),
     ("act=1", set_(act=1), Raises(TypeError, "act")),
     ("bias as float64", set_(bias=np.ones(5)), Raises(TypeError, "bias"))]
+TABLE["gemm"]["wrong_type"] = TABLE["gemm"]["wrong_type"] + [
+    ("ste_mask=True without a quantizer act", set_(ste_mask=True), Raises(ValueError, "ste_mask")),
+    ("ste_mask=True for quantized_tanh's spec", set_(ste_mask=True, act=_TANH_SPEC),
+     Raises(ValueError, "ste_mask", "bit mask")),
+    ("act a 3-tuple", set_(act=(1, 2, 3)), Raises(TypeError, "act"))]
+TABLE["gemm"]["shape"] = TABLE["gemm"]["shape"] + [
+    ("act scales for 4 channels of a 3 x 5 output",
+     set_(act=(dict(op=1, in_mul=1.0, out_mul=1.0, lo=-8.0, hi=7.0), np.ones(4, F32), None, 1,
+               dict(op=1), None, 1)), Raises(ValueError, "scale"))]
+TABLE["conv2d_forward"]["wrong_type"] = TABLE["conv2d_forward"]["wrong_type"] + [
+    ("ste_mask=True without a quantizer act", set_(ste_mask=True), Raises(ValueError, "ste_mask"))]
 TABLE["gemm"]["none"] = TABLE["gemm"]["none"] + [
     ("bias=None, act=None", set_(bias=None, act=None), Valid("no epilogue", same_as_base))]
 TABLE["conv2d_forward"]["shape"] = TABLE["conv2d_forward"]["shape"] + [

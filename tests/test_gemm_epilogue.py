@@ -81,9 +81,9 @@ def test_epilogue_argument_errors():
         _core.gemm("g", a, b, bias=np.ones(4, F32))
     with pytest.raises(TypeError, match="g: bias must have dtype float32"):
         _core.gemm("g", a, b, bias=np.ones(5))
-    with pytest.raises(ValueError, match="g: act must be None, 'linear' or 'relu', got 'tanh'"):
+    with pytest.raises(ValueError, match="g: act must be None, 'linear', 'relu' or a quantizer spec tuple, got 'tanh'"):
         _core.gemm("g", a, b, act="tanh")
-    with pytest.raises(TypeError, match="g: act must be None, 'linear' or 'relu', got int"):
+    with pytest.raises(TypeError, match="g: act must be None, 'linear', 'relu' or a quantizer spec tuple, got int"):
         _core.gemm("g", a, b, act=1)
     out = np.zeros(20, F32)
     with pytest.raises(ValueError, match="g: out must not share memory with the inputs"):

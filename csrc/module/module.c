@@ -107,6 +107,12 @@ static PyMethodDef methods[] = {
      "Quantizer forward with data-dependent per-channel scales."},
     {"uniform", (PyCFunction)(void (*)(void))qnn_py_uniform, METH_VARARGS | METH_KEYWORDS,
      "Counter-based uniform draws in [0, 1) (the stochastic quantizers' random numbers)."},
+    {"ste_planes", (PyCFunction)(void (*)(void))qnn_py_ste_planes, METH_VARARGS | METH_KEYWORDS,
+     "Bit planes per element a quantizer spec's STE needs as a mask (0: none), or None when "
+     "its STE reads the pre-activation itself."},
+    {"quant_ste_backward", (PyCFunction)(void (*)(void))qnn_py_quant_ste_backward,
+     METH_VARARGS | METH_KEYWORDS,
+     "dx from dy and the STE bit mask a fused forward (gemm/conv2d_forward ste_mask=True) kept."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -10,6 +10,7 @@
 
 #include "kernels/conv/conv.h"
 #include "kernels/gemm/gemm.h"
+#include "module/py_quant.h"
 #include "module/py_workspace.h"
 
 /* Strides, padding and dilation are small in any real network; bounding them keeps every
@@ -122,34 +123,85 @@ static int parse_shape4(const char *who, const char *arg, PyObject *obj, npy_int
 
 /* ------------------------------------------------------------------ bias + activation epilogue */
 
-/* bias (None or float32 of shape (n,)) and act (None, 'linear' or 'relu') of the entry points
- * that fuse them into the GEMM epilogue. Sets *use (0: nothing to fuse) and fills *ba. */
-static int bias_act_arg(const char *who, PyObject *bo, PyObject *ao, npy_intp n, qnn_bias_act *ba,
-                        int *use) {
-    *ba = (qnn_bias_act){NULL, 0};
-    *use = 0;
+/* The epilogue arguments of the entry points that fuse them into the GEMM: bias (None or
+ * float32 of shape (n,)), act (None, 'linear', 'relu' or a quantizer spec tuple, applied to an
+ * output of `total` elements) and ste_mask (keep the quantizer's STE as bit codes; needs a spec
+ * whose STE allows it). */
+typedef struct epi_args {
+    qnn_bias_act ba;
+    qnn_py_act pa;
+    qnn_ste_code ste;
+    int use;  /* anything to fuse */
+    int mask; /* STE codes wanted */
+} epi_args;
+
+static int bias_act_arg(const char *who, PyObject *bo, PyObject *ao, int want_mask, npy_intp n,
+                        npy_intp total, epi_args *e) {
+    memset(e, 0, sizeof *e);
     if (bo != Py_None) {
         PyArrayObject *b = qnn_arg_f32(who, "bias", bo);
         if (!b || qnn_check_shape(who, "bias", b, 1, &n, " (one per output channel)")) return -1;
-        ba->bias = PyArray_DATA(b);
-        *use = 1;
+        e->ba.bias = PyArray_DATA(b);
+        e->use = 1;
     }
-    if (ao != Py_None) {
+    if (PyTuple_Check(ao)) {
+        if (qnn_py_act_spec(who, ao, total, &e->pa)) return -1;
+        e->ba.q = &e->pa.pf;
+        e->ba.sc = e->pa.sc_f ? PyArray_DATA(e->pa.sc_f) : NULL;
+        e->ba.sc2 = e->pa.sc2_f ? PyArray_DATA(e->pa.sc2_f) : NULL;
+        e->ba.S = (size_t)e->pa.S_f;
+        e->ba.inner = (size_t)e->pa.inner_f;
+        e->use = 1;
+        if (want_mask) {
+            if (!qnn_quant_ste_code(&e->pa.pb, &e->ste)) {
+                PyErr_Format(PyExc_ValueError, "%s: ste_mask=True, but this quantizer's STE "
+                             "(op %d) reads the pre-activation itself and cannot be kept as a "
+                             "bit mask", who, e->pa.pb.op);
+                return -1;
+            }
+            e->ba.ste = &e->ste;
+            e->mask = 1;
+        }
+    } else if (ao != Py_None) {
         if (!PyUnicode_Check(ao)) {
-            PyErr_Format(PyExc_TypeError, "%s: act must be None, 'linear' or 'relu', got %s", who,
-                         Py_TYPE(ao)->tp_name);
+            PyErr_Format(PyExc_TypeError, "%s: act must be None, 'linear', 'relu' or a quantizer "
+                         "spec tuple, got %s", who, Py_TYPE(ao)->tp_name);
             return -1;
         }
         if (PyUnicode_CompareWithASCIIString(ao, "relu") == 0) {
-            ba->relu = 1;
-            *use = 1;
+            e->ba.relu = 1;
+            e->use = 1;
         } else if (PyUnicode_CompareWithASCIIString(ao, "linear") != 0) {
-            PyErr_Format(PyExc_ValueError, "%s: act must be None, 'linear' or 'relu', got '%U'",
-                         who, ao);
+            PyErr_Format(PyExc_ValueError, "%s: act must be None, 'linear', 'relu' or a "
+                         "quantizer spec tuple, got '%U'", who, ao);
             return -1;
         }
     }
+    if (want_mask && !e->mask) {
+        PyErr_Format(PyExc_ValueError, "%s: ste_mask=True needs act to be a quantizer spec", who);
+        return -1;
+    }
     return 0;
+}
+
+/* The (groups, rows, row_bytes) uint8 mask for an output of rows x (groups * ng), bound into the
+ * epilogue; NULL with an exception set on failure. */
+static PyArrayObject *new_mask(epi_args *e, npy_intp groups, npy_intp rows, npy_intp ng) {
+    const size_t rb = qnn_ste_row_bytes(&e->ste, (size_t)ng);
+    npy_intp d[3] = {groups, rows, (npy_intp)rb};
+    PyArrayObject *m = (PyArrayObject *)PyArray_SimpleNew(3, d, NPY_UINT8);
+    if (!m) return NULL;
+    e->ba.mask = PyArray_DATA(m);
+    e->ba.mask_rb = rb;
+    e->ba.mask_plane = e->ste.planes == 2 ? rb / 2 : 0;
+    return m;
+}
+
+/* y, or (y, mask) when the STE mask was asked for; steals both references. */
+static PyObject *with_mask(PyObject *y, PyArrayObject *mask) {
+    if (!mask) return y;
+    if (!y) { Py_DECREF(mask); return NULL; }
+    return Py_BuildValue("(NN)", y, (PyObject *)mask);
 }
 
 /* ------------------------------------------------------------------ gemm */
@@ -157,13 +209,13 @@ static int bias_act_arg(const char *who, PyObject *bo, PyObject *ao, npy_intp n,
 static PyObject *py_gemm(PyObject *self, PyObject *args, PyObject *kw) {
     (void)self;
     static char *kwlist[] = {"who", "a", "b", "out", "trans_a", "trans_b", "alpha", "beta",
-                             "bias", "act", "workspace", NULL};
+                             "bias", "act", "workspace", "ste_mask", NULL};
     const char *who;
     PyObject *ao, *bo, *out = Py_None, *biaso = Py_None, *acto = Py_None, *wso = Py_None;
-    int ta = 0, tb = 0;
+    int ta = 0, tb = 0, want_mask = 0;
     double alpha = 1.0, beta = 0.0;
-    if (!qnn_parse_args(args, kw, "sOO|OppddOOO:gemm", kwlist, &who, &ao, &bo, &out,
-                        &ta, &tb, &alpha, &beta, &biaso, &acto, &wso))
+    if (!qnn_parse_args(args, kw, "sOO|OppddOOOp:gemm", kwlist, &who, &ao, &bo, &out,
+                        &ta, &tb, &alpha, &beta, &biaso, &acto, &wso, &want_mask))
         return NULL;
     PyArrayObject *a = qnn_arg_f32(who, "a", ao);
     if (!a) return NULL;
@@ -198,25 +250,27 @@ static PyObject *py_gemm(PyObject *self, PyObject *args, PyObject *kw) {
         PyErr_Format(PyExc_ValueError, "%s: beta=%s needs out= (the C that beta scales)", who, ab[1]);
         return NULL;
     }
-    qnn_bias_act ba;
-    int fuse;
-    if (bias_act_arg(who, biaso, acto, N, &ba, &fuse)) return NULL;
-    const qnn_gemm_epilogue ep = {qnn_bias_act_apply, &ba};
     npy_intp dims[2] = {M, N};
+    const npy_intp total = checked_prod(dims, 2); /* < 0: make_out reports the size */
+    epi_args e;
+    if (bias_act_arg(who, biaso, acto, want_mask, N, total < 0 ? 0 : total, &e)) return NULL;
+    const qnn_gemm_epilogue ep = {qnn_bias_act_apply, &e.ba};
     PyArrayObject *ins[3] = {a, b, biaso == Py_None ? NULL : (PyArrayObject *)biaso};
     qnn_ws_lease lease;
     if (qnn_ws_lease_take(who, wso, &lease)) return NULL;
     PyArrayObject *c = make_out(who, out, 2, dims, ins, biaso == Py_None ? 2 : 3);
     if (!c) { qnn_ws_lease_return(&lease); return NULL; }
+    PyArrayObject *mask = e.mask ? new_mask(&e, 1, M, N) : NULL;
+    if (e.mask && !mask) { Py_DECREF(c); qnn_ws_lease_return(&lease); return NULL; }
     int rc;
     Py_BEGIN_ALLOW_THREADS
     rc = qnn_sgemm(ta, tb, (size_t)M, (size_t)N, (size_t)K, (float)alpha, PyArray_DATA(a),
                    (size_t)PyArray_DIM(a, 1), PyArray_DATA(b), (size_t)PyArray_DIM(b, 1),
-                   (float)beta, PyArray_DATA(c), (size_t)N, fuse ? &ep : NULL, lease.ws);
+                   (float)beta, PyArray_DATA(c), (size_t)N, e.use ? &ep : NULL, lease.ws);
     Py_END_ALLOW_THREADS
     qnn_ws_lease_return(&lease);
-    if (rc) { Py_DECREF(c); qnn_raise_status(who, rc); return NULL; }
-    return (PyObject *)c;
+    if (rc) { Py_DECREF(c); Py_XDECREF(mask); qnn_raise_status(who, rc); return NULL; }
+    return with_mask((PyObject *)c, mask);
 }
 
 /* ------------------------------------------------------------------ conv geometry */
@@ -367,12 +421,13 @@ static PyObject *finish(const char *who, int rc, PyArrayObject *o) {
 static PyObject *py_conv2d_forward(PyObject *self, PyObject *args, PyObject *kw) {
     (void)self;
     static char *kwlist[] = {"who", "x", "w", "strides", "padding", "dilation", "groups", "out",
-                             "bias", "act", "workspace", NULL};
+                             "bias", "act", "workspace", "ste_mask", NULL};
     const char *who;
     PyObject *xo, *wo, *so, *po, *dio, *go, *out = Py_None, *biaso = Py_None, *acto = Py_None;
     PyObject *wso = Py_None;
-    if (!qnn_parse_args(args, kw, "sOOOOOO|OOOO:conv2d_forward", kwlist, &who, &xo, &wo,
-                        &so, &po, &dio, &go, &out, &biaso, &acto, &wso))
+    int want_mask = 0;
+    if (!qnn_parse_args(args, kw, "sOOOOOO|OOOOp:conv2d_forward", kwlist, &who, &xo, &wo,
+                        &so, &po, &dio, &go, &out, &biaso, &acto, &wso, &want_mask))
         return NULL;
     PyArrayObject *x, *w;
     npy_intp xd[4], wd[4], yd[4];
@@ -381,21 +436,28 @@ static PyObject *py_conv2d_forward(PyObject *self, PyObject *args, PyObject *kw)
         conv_setup(who, "x", xd, "w", wd, so, po, dio, go, &s))
         return NULL;
     y_dims(&s, yd);
-    qnn_bias_act ba;
-    int fuse;
-    if (bias_act_arg(who, biaso, acto, yd[3], &ba, &fuse)) return NULL;
+    const npy_intp total = checked_prod(yd, 4); /* < 0: make_out reports the size */
+    epi_args e;
+    if (bias_act_arg(who, biaso, acto, want_mask, yd[3], total < 0 ? 0 : total, &e)) return NULL;
     PyArrayObject *ins[3] = {x, w, biaso == Py_None ? NULL : (PyArrayObject *)biaso};
     qnn_ws_lease lease;
     if (qnn_ws_lease_take(who, wso, &lease)) return NULL;
     PyArrayObject *y = make_out(who, out, 4, yd, ins, biaso == Py_None ? 2 : 3);
     if (!y) { qnn_ws_lease_return(&lease); return NULL; }
+    PyArrayObject *mask = NULL;
+    if (e.mask) {
+        const npy_intp G = (npy_intp)qnn_conv2d_epilogue_groups(&s);
+        mask = new_mask(&e, G, yd[0] * yd[1] * yd[2], yd[3] / G);
+        if (!mask) { Py_DECREF(y); qnn_ws_lease_return(&lease); return NULL; }
+    }
     int rc;
     Py_BEGIN_ALLOW_THREADS
-    rc = qnn_conv2d_forward(&s, PyArray_DATA(x), PyArray_DATA(w), fuse ? &ba : NULL,
+    rc = qnn_conv2d_forward(&s, PyArray_DATA(x), PyArray_DATA(w), e.use ? &e.ba : NULL,
                             PyArray_DATA(y), lease.ws);
     Py_END_ALLOW_THREADS
     qnn_ws_lease_return(&lease);
-    return finish(who, rc, y);
+    if (rc) { Py_XDECREF(mask); mask = NULL; }
+    return with_mask(finish(who, rc, y), mask);
 }
 
 static PyObject *py_conv2d_backward_input(PyObject *self, PyObject *args, PyObject *kw) {

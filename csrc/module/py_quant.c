@@ -308,3 +308,95 @@ int qnn_py_act_spec(const char *who, PyObject *spec, npy_intp n, qnn_py_act *a) 
     }
     return 0;
 }
+
+/* ------------------------------------------------------------------ STEs kept as bit codes */
+
+/* The STE code of a spec's backward params; -1 with ValueError naming `who` when that STE
+ * needs the pre-activation itself. */
+static int spec_ste(const char *who, PyObject *spec, npy_intp n, qnn_py_act *pa,
+                    qnn_ste_code *ste) {
+    if (qnn_py_act_spec(who, spec, n, pa)) return -1;
+    if (!qnn_quant_ste_code(&pa->pb, ste)) {
+        PyErr_Format(PyExc_ValueError, "%s: this quantizer's STE (op %d) reads the "
+                     "pre-activation itself and cannot be kept as a bit mask", who, pa->pb.op);
+        return -1;
+    }
+    return 0;
+}
+
+PyObject *qnn_py_ste_planes(PyObject *self, PyObject *args, PyObject *kw) {
+    (void)self;
+    static char *kwlist[] = {"spec", NULL};
+    PyObject *spec;
+    if (!qnn_parse_args(args, kw, "O:ste_planes", kwlist, &spec)) return NULL;
+    /* only the backward params matter: the scales' layout is checked where a tensor is given */
+    if (!PyTuple_Check(spec) || PyTuple_GET_SIZE(spec) != 7) {
+        PyErr_Format(PyExc_TypeError, "ste_planes: spec must be a quantizer spec tuple "
+                     "(params_f, scale_f, scale2_f, inner_f, params_b, scale_b, inner_b), got %R",
+                     spec);
+        return NULL;
+    }
+    qnn_quant_params pb;
+    qnn_ste_code ste;
+    if (parse_params("ste_planes", PyTuple_GET_ITEM(spec, 4), &pb)) return NULL;
+    if (!qnn_quant_ste_code(&pb, &ste)) Py_RETURN_NONE;
+    return PyLong_FromLong(ste.planes);
+}
+
+PyObject *qnn_py_quant_ste_backward(PyObject *self, PyObject *args, PyObject *kw) {
+    (void)self;
+    static char *kwlist[] = {"who", "spec", "mask", "dy", "out", NULL};
+    const char *who;
+    PyObject *spec, *mo, *dyo, *out = Py_None;
+    if (!qnn_parse_args(args, kw, "sOOO|O:quant_ste_backward", kwlist, &who, &spec, &mo, &dyo,
+                        &out))
+        return NULL;
+    PyArrayObject *dy = qnn_arg_f32(who, "dy", dyo);
+    if (!dy) return NULL;
+    qnn_py_act pa;
+    qnn_ste_code ste;
+    if (spec_ste(who, spec, PyArray_SIZE(dy), &pa, &ste)) return NULL;
+    if (!PyArray_Check(mo) || PyArray_TYPE((PyArrayObject *)mo) != NPY_UINT8) {
+        PyErr_Format(PyExc_TypeError, "%s: mask must be the uint8 array of a fused forward "
+                     "(gemm/conv2d_forward with ste_mask=True), got %s", who,
+                     PyArray_Check(mo) ? "another dtype" : Py_TYPE(mo)->tp_name);
+        return NULL;
+    }
+    if (!PyArray_IS_C_CONTIGUOUS((PyArrayObject *)mo) || PyArray_NDIM((PyArrayObject *)mo) != 3) {
+        char s1[128];
+        qnn_shape_str((PyArrayObject *)mo, s1, sizeof s1);
+        PyErr_Format(PyExc_ValueError, "%s: mask must be C-contiguous with 3 dims (groups, rows, "
+                     "row_bytes), got shape %s%s", who, s1,
+                     PyArray_IS_C_CONTIGUOUS((PyArrayObject *)mo) ? "" : " (not contiguous)");
+        return NULL;
+    }
+    PyArrayObject *mask = (PyArrayObject *)mo;
+    const npy_intp N = PyArray_NDIM(dy) ? PyArray_DIM(dy, PyArray_NDIM(dy) - 1) : 1;
+    const npy_intp M = N ? PyArray_SIZE(dy) / N : 0, G = PyArray_DIM(mask, 0);
+    if (G < 1 || N % G != 0 || PyArray_DIM(mask, 1) != M ||
+        PyArray_DIM(mask, 2) != (npy_intp)qnn_ste_row_bytes(&ste, (size_t)(N / G))) {
+        char s1[128], s2[128];
+        qnn_shape_str(mask, s1, sizeof s1);
+        qnn_shape_str(dy, s2, sizeof s2);
+        PyErr_Format(PyExc_ValueError, "%s: mask of shape %s does not fit dy of shape %s (want "
+                     "(groups, %zd, planes * ceil(channels_per_group / 8)) with %d plane(s), "
+                     "groups dividing %zd)", who, s1, s2, (Py_ssize_t)M, ste.planes,
+                     (Py_ssize_t)N);
+        return NULL;
+    }
+    PyArrayObject *ins[1] = {dy};
+    PyArrayObject *dx = qnn_arg_out(who, "out", out, dy, ins, 0);
+    if (!dx) return NULL;
+    /* element-wise: out may be dy itself, but not a shifted view of it */
+    if (PyArray_DATA(dx) != PyArray_DATA(dy) && qnn_arrays_overlap(dx, dy)) {
+        PyErr_Format(PyExc_ValueError, "%s: out must be dy itself or not share memory with it",
+                     who);
+        Py_DECREF(dx);
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    qnn_quant_ste_backward(&ste, (size_t)M, (size_t)G, (size_t)(N / G), PyArray_DATA(mask),
+                           PyArray_DATA(dy), PyArray_DATA(dx));
+    Py_END_ALLOW_THREADS
+    return (PyObject *)dx;
+}

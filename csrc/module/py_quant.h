@@ -6,6 +6,8 @@ PyObject *qnn_py_quant_forward(PyObject *self, PyObject *args, PyObject *kw);
 PyObject *qnn_py_quant_backward(PyObject *self, PyObject *args, PyObject *kw);
 PyObject *qnn_py_quant_auto(PyObject *self, PyObject *args, PyObject *kw);
 PyObject *qnn_py_uniform(PyObject *self, PyObject *args, PyObject *kw);
+PyObject *qnn_py_ste_planes(PyObject *self, PyObject *args, PyObject *kw);
+PyObject *qnn_py_quant_ste_backward(PyObject *self, PyObject *args, PyObject *kw);
 /* A quantizer activation to fuse into another kernel, parsed from the tuple
  * (params_f, scale_f, scale2_f, inner_f, params_b, scale_b, inner_b) that
  * qnn_ext.quantizers builds (scales may be None). The arrays are borrowed from the tuple. */

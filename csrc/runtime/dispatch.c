@@ -10,7 +10,8 @@
      qnn_bnn_epilogue_ref, qnn_bitpack_ref, QNN_BGEMM_MR_REF, QNN_IGEMM_MR_REF,             \
      qnn_fconv_pixel_ref, qnn_tgemm_ukernel_ref, QNN_TGEMM_MR_REF, qnn_ttgemm_ukernel_ref,   \
      QNN_TTGEMM_MR_REF, &qnn_bn_kernels_ref, &qnn_quant_auto_kernels_ref,        \
-     qnn_sgemm_ind_ukernel_ref, qnn_sgemm_indb_ukernel_ref, qnn_sgemm_pack_at_ref}
+     qnn_sgemm_ind_ukernel_ref, qnn_sgemm_indb_ukernel_ref, qnn_sgemm_pack_at_ref,       \
+     qnn_ste_encode_ref, qnn_ste_decode_ref}
 
 qnn_dispatch qnn_dispatch_table = QNN_DISPATCH_REF;
 
@@ -56,7 +57,8 @@ int qnn_dispatch_select(int isa) {
                            qnn_ttgemm_ukernel_avx2, QNN_TTGEMM_MR_AVX2,
                            &qnn_bn_kernels_avx2, &qnn_quant_auto_kernels_avx2,
                            qnn_sgemm_ind_ukernel_avx2, qnn_sgemm_indb_ukernel_avx2,
-                           qnn_sgemm_pack_at_avx2};
+                           qnn_sgemm_pack_at_avx2, qnn_ste_encode_avx2,
+                           qnn_ste_decode_avx2};
     } else if (isa == QNN_ISA_AVX512) {
         d = (qnn_dispatch){QNN_ISA_AVX512, qnn_quant_fwd_avx512, qnn_quant_bwd_avx512,
                            qnn_sgemm_ukernel_avx512, QNN_SGEMM_MR_AVX512, QNN_SGEMM_NR_AVX512,
@@ -66,7 +68,8 @@ int qnn_dispatch_select(int isa) {
                            QNN_TGEMM_MR_AVX512, qnn_ttgemm_ukernel_avx512, QNN_TTGEMM_MR_AVX512,
                            &qnn_bn_kernels_avx512, &qnn_quant_auto_kernels_avx512,
                            qnn_sgemm_ind_ukernel_avx512,
-                           qnn_sgemm_indb_ukernel_avx512, qnn_sgemm_pack_at_avx512};
+                           qnn_sgemm_indb_ukernel_avx512, qnn_sgemm_pack_at_avx512,
+                           qnn_ste_encode_avx512, qnn_ste_decode_avx512};
     }
 #endif
     qnn_dispatch_table = d;

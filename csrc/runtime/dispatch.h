@@ -32,6 +32,8 @@ typedef struct qnn_dispatch {
     qnn_sgemm_ind_ukernel sgemm_ind;     /* the sgemm tile reading A in place (same MR x NR) */
     qnn_sgemm_indb_ukernel sgemm_indb;   /* ... and reading B in place */
     qnn_sgemm_pack_at_fn sgemm_pack_at;  /* packing a transposed A block */
+    qnn_ste_encode_fn ste_encode;        /* quantizer STEs as bit codes (forward epilogue) */
+    qnn_ste_decode_fn ste_decode;        /* ... and back to a gradient */
 } qnn_dispatch;
 
 extern qnn_dispatch qnn_dispatch_table;

@@ -43,6 +43,8 @@ class _BatchnormFolding:
     output-channel vector shaped to broadcast against the kernel), ``_kernel_name`` (the kernel
     attribute) and ``_quantized`` (its quantizer's prefix)."""
 
+    _epilogue_shape = None  # own call(): the model does not fuse a following activation
+
     def _init_bn(self, axis, momentum, epsilon, center, scale, beta_initializer,
                  gamma_initializer, moving_mean_initializer, moving_variance_initializer,
                  beta_regularizer, gamma_regularizer, beta_constraint, gamma_constraint, renorm,

@@ -7,7 +7,7 @@ from .. import _core
 from ..quantizers import get_quantizer
 from .base import Layer, _shape_str, positive_int
 from .quant_utils import (QuantizedWeightsMixin, act_backward, act_config, act_forward,
-                          act_after_epilogue, epilogue_act)
+                          act_after_epilogue, epilogue_kwargs)
 
 
 def _tuple(v, n, what, who):
@@ -119,6 +119,11 @@ class _Conv(QuantizedWeightsMixin, Layer):
                              f"too small for kernel {self.kernel_size} with padding '{self.padding}'")
         return (input_shape[0],) + (out[1:] if self.rank == 1 else out) + (self.filters,)
 
+    def _epilogue_shape(self, x_shape):
+        """The shape of the kernel's output (rank 1: with a unit height axis)."""
+        out = self.compute_output_shape(x_shape)
+        return (out[0], 1) + tuple(out[1:]) if self.rank == 1 else out
+
     def _to2d(self, a):
         return a.reshape(a.shape[0], 1, a.shape[1], a.shape[2]) if self.rank == 1 else a
 
@@ -132,12 +137,13 @@ class _Conv(QuantizedWeightsMixin, Layer):
         x4 = self._to2d(x)
         kq = self._quantized_kernel(training)
         pads = self._pads(x.shape[1:-1])
-        # bias and relu run in the GEMM epilogue, on each block of z while it is in cache
-        fused = epilogue_act(self.activation)
+        # bias and the activation run in the GEMM epilogue, on each block of z while in cache
+        act, fused = self._epilogue(self._epilogue_shape(x.shape), training)
         bias = self._quantize("bias", training) if self.use_bias else None
         z = _core.conv2d_forward(self.name, x4, self._kernel2d(kq), self._s2(), pads, self._d2(),
-                                 self.groups, bias=bias, act=fused, workspace=self._workspace)
-        y, self._act_cache = act_after_epilogue(self.activation, fused, z, training)
+                                 self.groups, bias=bias, workspace=self._workspace,
+                                 **epilogue_kwargs(fused))
+        y, self._act_cache = act_after_epilogue(act, fused, z, training, self.name)
         self._cache = (x4, kq, pads, x.shape)
         return y.reshape(y.shape[0], y.shape[2], y.shape[3]) if self.rank == 1 else y
 
@@ -255,16 +261,19 @@ class DepthwiseConv2D(QuantizedWeightsMixin, Layer):
         out = self._conv.compute_output_shape(input_shape)
         return out[:-1] + (input_shape[-1] * self.depth_multiplier,)
 
+    def _epilogue_shape(self, x_shape):
+        return self.compute_output_shape(x_shape)
+
     def call(self, x, training=False):
         kq = self._quantize("depthwise", training)
         c = x.shape[-1]
         w = kq.reshape(self.kernel_size + (1, c * self.depth_multiplier))
         pads = self._conv._pads(x.shape[1:-1])
-        fused = epilogue_act(self.activation)
+        act, fused = self._epilogue(self._epilogue_shape(x.shape), training)
         bias = self._quantize("bias", training) if self.use_bias else None
         z = _core.conv2d_forward(self.name, x, w, self.strides, pads, self.dilation_rate, c,
-                                 bias=bias, act=fused, workspace=self._workspace)
-        y, self._act_cache = act_after_epilogue(self.activation, fused, z, training)
+                                 bias=bias, workspace=self._workspace, **epilogue_kwargs(fused))
+        y, self._act_cache = act_after_epilogue(act, fused, z, training, self.name)
         self._cache = (x, w, pads, kq.shape)
         return y
 
@@ -343,6 +352,9 @@ class _SeparableConv(QuantizedWeightsMixin, Layer):
     def compute_output_shape(self, input_shape):
         return self._dw.compute_output_shape(input_shape)[:-1] + (self.filters,)
 
+    def _epilogue_shape(self, x_shape):
+        return self._dw._epilogue_shape(x_shape)[:-1] + (self.filters,)
+
     def call(self, x, training=False):
         d = self._dw
         x4 = d._to2d(x)
@@ -355,12 +367,15 @@ class _SeparableConv(QuantizedWeightsMixin, Layer):
                                  workspace=self._workspace)
         h, self._dw_act_cache = act_forward(self.depthwise_activation, h, training)
         h2 = h.reshape(-1, h.shape[-1])
-        fused = epilogue_act(self.activation)
+        act, fused = self._epilogue(h.shape[:-1] + (self.filters,), training)
         bias = self._quantize("bias", training) if self.use_bias else None
         z = _core.gemm(self.name, h2, pq.reshape(pq.shape[-2], pq.shape[-1]), bias=bias,
-                       act=fused, workspace=self._workspace)
-        z = z.reshape(h.shape[:-1] + (self.filters,))
-        y, self._act_cache = act_after_epilogue(self.activation, fused, z, training)
+                       workspace=self._workspace, **epilogue_kwargs(fused))
+        if fused is not None and not isinstance(fused, str):
+            z = (z[0].reshape(h.shape[:-1] + (self.filters,)), z[1])
+        else:
+            z = z.reshape(h.shape[:-1] + (self.filters,))
+        y, self._act_cache = act_after_epilogue(act, fused, z, training, self.name)
         self._cache = (x4, wd, pads, dq.shape, h2, pq, h.shape, x.shape)
         return y.reshape(y.shape[0], y.shape[2], y.shape[3]) if self.rank == 1 else y
 
@@ -416,6 +431,8 @@ class Conv2DTranspose(Conv2D):
     """Transposed convolution (the input gradient of a convolution): kernel
     (kh, kw, filters, in_channels), output size (in-1)*stride + k ('valid') or in*stride
     ('same'). output_padding is not supported (QKeras forces it to None)."""
+
+    _epilogue_shape = None  # not a forward GEMM: the model does not fuse a following activation
 
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", output_padding=None,
                  **kwargs):

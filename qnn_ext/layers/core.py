@@ -5,7 +5,7 @@ import numpy as np
 from .. import _core, backend
 from .base import F32, Layer, _shape_str, positive_int
 from .quant_utils import (QuantizedWeightsMixin, act_config, act_forward, act_after_epilogue,
-                          epilogue_act, resolve_activation)
+                          epilogue_kwargs, resolve_activation)
 
 
 class Dense(QuantizedWeightsMixin, Layer):
@@ -38,14 +38,18 @@ class Dense(QuantizedWeightsMixin, Layer):
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.units,)
 
+    def _epilogue_shape(self, x_shape):
+        return (int(np.prod(x_shape[:-1])), self.units)
+
     def call(self, x, training=False):
         kq = self._quantize("kernel", training)
         x2 = x.reshape(-1, x.shape[-1])
-        # bias and relu run in the GEMM epilogue, on each block of z while it is in cache
-        fused = epilogue_act(self.activation)
+        # bias and the activation run in the GEMM epilogue, on each block of z while in cache
+        act, fused = self._epilogue((x2.shape[0], self.units), training)
         bias = self._quantize("bias", training) if self.use_bias else None
-        z = _core.gemm(self.name, x2, kq, bias=bias, act=fused, workspace=self._workspace)
-        y, self._act_cache = act_after_epilogue(self.activation, fused, z, training)
+        z = _core.gemm(self.name, x2, kq, bias=bias, workspace=self._workspace,
+                       **epilogue_kwargs(fused))
+        y, self._act_cache = act_after_epilogue(act, fused, z, training, self.name)
         self._x2, self._kq, self._xshape = x2, kq, x.shape
         return y.reshape(x.shape[:-1] + (self.units,))
 

@@ -32,20 +32,60 @@ def resolve_activation(identifier):
     return _activations.get("linear") if act is None else act
 
 
-def epilogue_act(act):
-    """The part of a layer's activation its GEMM epilogue can run: 'relu', or None (linear, or
-    an activation the epilogue cannot run, which act_after_epilogue then applies)."""
-    return "relu" if act is _activations.get("relu") else None
+def epilogue_act(act, out_shape=None, training=False):
+    """The part of a layer's activation its GEMM epilogue runs, as the kernels' ``act``
+    argument: 'relu'; a quantizer's kernel spec (computed for an output of ``out_shape``, with
+    the side effects the quantizer's own call would have: its ``scale``, its random key) when the
+    quantizer is a pure element-wise map whose STE can be kept as a bit mask; or None (linear,
+    or an activation the epilogue cannot run, which act_after_epilogue then applies)."""
+    if act is _activations.get("relu"):
+        return "relu"
+    if not isinstance(act, BaseQuantizer) or out_shape is None:
+        return None
+    from .. import _core
+    probe = np.broadcast_to(F32(0), out_shape)  # shape only: the spec never reads values
+    if probe.size == 0:
+        return None
+    spec = act._fused_spec(probe, training)
+    if spec is None:
+        return None
+    if _core.ste_planes(spec) is None:
+        # the quantizer's call would now repeat the spec's side effects: only quantizers
+        # without random keys reach here (binary/ternary with the tanh surrogate)
+        return None
+    return spec
 
 
-def act_after_epilogue(act, fused, z, training):
+class SteMask:
+    """The backward of a quantizer activation that ran in a GEMM epilogue: its STE kept as bit
+    codes of the pre-activation (a few bits per element instead of the float tensor)."""
+
+    __slots__ = ("spec", "mask", "who")
+
+    def __init__(self, spec, mask, who):
+        self.spec, self.mask, self.who = spec, mask, who
+
+    def gradient(self, dy):
+        from .. import _core
+        return _core.quant_ste_backward(self.who, self.spec, self.mask, np.ascontiguousarray(dy))
+
+
+def act_after_epilogue(act, fused, z, training, who="layer"):
     """act_forward(act, z) for an output whose epilogue already applied ``fused``. For relu,
     z is already the output and stands in for the pre-activation in the cache: relu's gradient
     reads only the sign of its input, and the output is > 0 exactly where the pre-activation is
-    (NaN and -0.0 pass through unchanged)."""
+    (NaN and -0.0 pass through unchanged). For a quantizer spec, z is (y, STE mask)."""
     if fused is None:
         return act_forward(act, z, training)
+    if isinstance(fused, tuple):
+        y, mask = z
+        return y, SteMask(fused, mask, who)
     return z, (act, z, z, training)
+
+
+def epilogue_kwargs(fused):
+    """The kernels' keyword arguments for the epilogue ``fused`` (epilogue_act)."""
+    return dict(act=fused, ste_mask=isinstance(fused, tuple))
 
 
 def act_forward(act, x, training):
@@ -61,6 +101,8 @@ def act_forward(act, x, training):
 def act_backward(act, cache, dy):
     if cache is None:
         return dy
+    if isinstance(cache, SteMask):
+        return cache.gradient(dy)
     act, x, y, training = cache
     if isinstance(act, BaseQuantizer):
         return act.gradient(x, dy, training=training)
@@ -123,6 +165,34 @@ class QuantizedWeightsMixin:
         self.activation = resolve_activation(activation)
         self.use_bias = use_bias
         self.activity_regularizer = activity_regularizer
+
+    _fused_next = None  # (activation, epilogue act) while call_fused_act runs
+
+    def _epilogue(self, out_shape, training):
+        """(activation, epilogue act) of this call: the following activation layer's when the
+        model fused it (call_fused_act), else the layer's own."""
+        if self._fused_next is not None:
+            return self._fused_next
+        return self.activation, epilogue_act(self.activation, out_shape, training)
+
+    def call_fused_act(self, x, activation, training=False):
+        """``activation(self(x))`` with ``activation`` (a following Activation or QActivation
+        layer's) run in this layer's GEMM epilogue, or None when the layer has an activation of
+        its own or the epilogue cannot run this one (the two layers then run as usual). Outputs
+        and gradients are bit-identical to the pair run one by one; backward() then takes the
+        gradient of the activation's output, and a quantizer's STE is kept as a bit mask instead
+        of the float pre-activation."""
+        shape_of = getattr(self, "_epilogue_shape", None)
+        if shape_of is None or self.activation is not _activations.get("linear"):
+            return None
+        fused = epilogue_act(activation, shape_of(x.shape), training)
+        if fused is None:
+            return None
+        self._fused_next = (activation, fused)
+        try:
+            return self.call(x, training=training)
+        finally:
+            self._fused_next = None
 
     def _init_quantizers(self, **kw):
         from .. import constraints

@@ -33,9 +33,14 @@ int qnn_conv2d_out_size(size_t in, size_t k, size_t s, size_t p0, size_t p1, siz
 /* y = conv(x, w). All buffers dense, caller-owned; y is fully overwritten. ws: the scratch
  * (flipped kernel, column and partial buffers, and the GEMM's packing) is taken from it, or from a
  * temporary workspace when NULL. */
-/* ba (may be NULL): bias add and relu fused into the GEMM epilogue (qnn_bias_act_apply). */
+/* ba (may be NULL): bias add, relu and a quantizer fused into the GEMM epilogue
+ * (qnn_bias_act_apply; its col0 and the group's mask are set here). A mask (ba->ste) has
+ * qnn_conv2d_epilogue_groups(s) blocks of N*HO*WO rows of ba->mask_rb bytes. */
 int qnn_conv2d_forward(const qnn_conv2d_shape *s, const float *x, const float *w,
                        const qnn_bias_act *ba, float *y, qnn_workspace *ws);
+/* The column groups the forward's epilogue sees: s->groups when each group is its own GEMM, 1
+ * for depthwise convolutions (direct loops, then one epilogue over the whole output). */
+size_t qnn_conv2d_epilogue_groups(const qnn_conv2d_shape *s);
 /* dx = d(sum(y*dy))/dx; dx (N, H, W, C) fully overwritten. */
 int qnn_conv2d_backward_input(const qnn_conv2d_shape *s, const float *dy, const float *w,
                               float *dx, qnn_workspace *ws);

@@ -4,6 +4,7 @@
 
 #include "kernels/gemm/gemm.h"
 #include "runtime/dispatch.h"
+#include "runtime/fpenv.h"
 #include "runtime/threads.h"
 #include "runtime/workspace.h"
 
@@ -390,13 +391,27 @@ static int dw_backward_filter(const qnn_conv2d_shape *s, const float *x, const f
 
 /* ------------------------------------------------------------ general (GEMM) paths */
 
+size_t qnn_conv2d_epilogue_groups(const qnn_conv2d_shape *s) {
+    return s->C / s->groups == 1 && s->groups > 1 ? 1 : s->groups;
+}
+
 static int conv2d_forward_ws(const qnn_conv2d_shape *s, const float *x, const float *w,
                              const qnn_bias_act *ba, float *y, qnn_workspace *ws) {
     const size_t Cg = s->C / s->groups, COg = s->CO / s->groups;
     const size_t M = s->N * s->HO * s->WO, K = s->KH * s->KW * Cg;
-    if (Cg == 1 && s->groups > 1) {
+    if (qnn_conv2d_epilogue_groups(s) == 1 && s->groups > 1) {
         dw_forward(s, x, w, y);
-        if (ba) qnn_bias_act_apply(ba, 0, M, 0, s->CO, y, s->CO);
+        if (ba) { /* over the whole output as one group: the mask has one block of rows */
+            const int nt = qnn_threads_for(M * s->CO * (ba->q ? 8 : 1));
+            const long nb = (long)((M + 63) / 64);
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+            for (long b = 0; b < nb; b++) {
+                const qnn_fpenv env = qnn_fpenv_flush_begin(); /* as inside the GEMM */
+                const size_t i0 = (size_t)b * 64;
+                qnn_bias_act_apply(ba, i0, M - i0 < 64 ? M - i0 : 64, 0, s->CO, y, s->CO);
+                qnn_fpenv_end(env);
+            }
+        }
         return QNN_OK;
     }
     for (size_t g = 0; g < s->groups; g++) {
@@ -406,7 +421,13 @@ static int conv2d_forward_ws(const qnn_conv2d_shape *s, const float *x, const fl
         const qnn_mat none = {NULL, 0, 0};
         const qnn_mat b = {w + g * COg, (idx)s->CO, 1};
         /* the group's columns of C start at channel g * COg: so does its slice of the bias */
-        const qnn_bias_act gba = {ba && ba->bias ? ba->bias + g * COg : NULL, ba ? ba->relu : 0};
+        qnn_bias_act gba = {0};
+        if (ba) {
+            gba = *ba;
+            gba.bias = ba->bias ? ba->bias + g * COg : NULL;
+            gba.col0 = g * COg;
+            gba.mask = ba->mask ? ba->mask + g * M * ba->mask_rb : NULL;
+        }
         const qnn_gemm_epilogue ep = {qnn_bias_act_apply, &gba};
         const int rc = qnn_sgemm_ex(M, COg, K, 1.0f, none, &ap, b, NULL, 0.0f, y + g * COg, s->CO,
                                     ba ? &ep : NULL, 0, ws);

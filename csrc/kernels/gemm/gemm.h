@@ -142,10 +142,22 @@ typedef struct qnn_gemm_epilogue {
 
 /* The bias + activation epilogue: C(i, j) = act(C(i, j) + bias[j]) (bias may be NULL; relu as
  * the activation kernels compute it: x < 0 ? 0 : x), the same float operations as a separate
- * bias add and activation, so the same bits. */
+ * bias add and activation, so the same bits.
+ *
+ * q (may be NULL): then a quantizer activation, applied as qnn_quant_run would apply it to the
+ * whole output (same flat indices for per-channel scales and random draws): element (i, j) of
+ * this C has flat index i * ldc + col0 + j (col0: the first column of a group's C in the full
+ * output). ste (may be NULL): before quantizing, the STE codes of the pre-activation go to
+ * mask + i * mask_rb + j / 8 (plane 1 at + mask_plane), so the backward needs no float copy. */
 typedef struct qnn_bias_act {
     const float *bias;
     int relu;
+    const qnn_quant_params *q;
+    const float *sc, *sc2;
+    size_t S, inner, col0;
+    const qnn_ste_code *ste;
+    uint8_t *mask;
+    size_t mask_rb, mask_plane;
 } qnn_bias_act;
 void qnn_bias_act_apply(const void *ctx, size_t i0, size_t m, size_t j0, size_t n, float *c,
                         size_t ldc);

@@ -464,6 +464,25 @@ int qnn_sgemm(int trans_a, int trans_b, size_t M, size_t N, size_t K, float alph
     return qnn_sgemm_ex(M, N, K, alpha, am, NULL, bm, NULL, beta, c, ldc, ep, 0, ws);
 }
 
+/* The quantizer step of the epilogue on one row piece (row i, columns [j0, j0+n)) while it is
+ * in L1: STE codes of the pre-activation first, then the quantizer, from a copy (the quantizer
+ * kernels take distinct in and out buffers). Block starts are multiples of the register tile, so
+ * the codes start on a byte. */
+static void quant_row(const qnn_bias_act *e, size_t i, size_t j0, size_t n, float *ci,
+                      size_t ldc) {
+    if (e->ste && e->ste->planes) {
+        uint8_t *p0 = e->mask + i * e->mask_rb + j0 / 8;
+        qnn_dispatch_table.ste_encode(e->ste, n, ci, p0, p0 + e->mask_plane);
+    }
+    float buf[256];
+    for (size_t jj = 0; jj < n; jj += 256) {
+        const size_t len = n - jj < 256 ? n - jj : 256;
+        memcpy(buf, ci + jj, len * sizeof(float));
+        qnn_quant_run(e->q, buf, NULL, ci + jj, e->sc, e->sc2, e->S, e->inner,
+                      i * ldc + e->col0 + j0 + jj, len, 0);
+    }
+}
+
 void qnn_bias_act_apply(const void *ctx, size_t i0, size_t m, size_t j0, size_t n, float *c,
                         size_t ldc) {
     const qnn_bias_act *e = ctx;
@@ -475,5 +494,6 @@ void qnn_bias_act_apply(const void *ctx, size_t i0, size_t m, size_t j0, size_t 
         }
         if (e->relu)
             for (size_t j = 0; j < n; j++) ci[j] = ci[j] < 0.0f ? 0.0f : ci[j];
+        if (e->q) quant_row(e, i, j0, n, ci, ldc);
     }
 }

@@ -167,4 +167,52 @@ extern const qnn_quant_auto_kernels qnn_quant_auto_kernels_ref, qnn_quant_auto_k
 /* Counter-based uniforms, exposed so tests can rebuild the exact draws. */
 void qnn_uniform_fill(uint64_t key, uint64_t offset, float *out, size_t n);
 
+/* ------------------------------------------------ straight-through gradients as bit codes */
+
+/* A quantizer whose STE gradient depends on x only through a small per-element code, so the
+ * backward needs a few bits per element instead of the float pre-activation:
+ *     dx = (dy * a) * g[code],   code 1: x > 0 and in range, 2: !(x > 0) and in range, 0: out
+ * of range (x > ub, or NaN when bounded); without a bound every x is in range. That is the
+ * exact float sequence of the relu-family backward ((dy * ste) * g) and, with planes = 0, of
+ * STE form A (dy * ste, one constant). Codes are stored as bit planes: plane 0 holds code 1,
+ * plane 1 code 2 (only when g[2] differs from g[0], a non-zero negative slope). */
+typedef struct qnn_ste_code {
+    int planes;   /* 0 (constant gradient: nothing stored), 1 or 2 */
+    int bounded;
+    float ub;
+    float a;
+    float g[3];
+} qnn_ste_code;
+
+/* Fills *s for the backward params pb and returns 1, or returns 0 when that STE needs x itself
+ * (tanh surrogates, smooth functions, per-channel clip tests). */
+int qnn_quant_ste_code(const qnn_quant_params *pb, qnn_ste_code *s);
+
+/* Codes of x[0, n) into plane bytes p0 (and p1 when planes == 2), element k at bit k % 8 of
+ * byte k / 8; the bits of a final partial byte past n are written as 0. */
+typedef void (*qnn_ste_encode_fn)(const qnn_ste_code *s, size_t n, const float *x, uint8_t *p0,
+                                  uint8_t *p1);
+/* dx[0, n) from dy and the codes (p1 unused unless planes == 2). dx may equal dy. */
+typedef void (*qnn_ste_decode_fn)(const qnn_ste_code *s, size_t n, const uint8_t *p0,
+                                  const uint8_t *p1, const float *dy, float *dx);
+void qnn_ste_encode_ref(const qnn_ste_code *, size_t, const float *, uint8_t *, uint8_t *);
+void qnn_ste_decode_ref(const qnn_ste_code *, size_t, const uint8_t *, const uint8_t *,
+                        const float *, float *);
+void qnn_ste_encode_avx2(const qnn_ste_code *, size_t, const float *, uint8_t *, uint8_t *);
+void qnn_ste_decode_avx2(const qnn_ste_code *, size_t, const uint8_t *, const uint8_t *,
+                         const float *, float *);
+void qnn_ste_encode_avx512(const qnn_ste_code *, size_t, const float *, uint8_t *, uint8_t *);
+void qnn_ste_decode_avx512(const qnn_ste_code *, size_t, const uint8_t *, const uint8_t *,
+                           const float *, float *);
+
+/* Bytes of one row of n codes: planes * ceil(n / 8). */
+size_t qnn_ste_row_bytes(const qnn_ste_code *s, size_t n);
+
+/* The mask of an (M, groups * Ng) output is groups blocks of M rows of qnn_ste_row_bytes(Ng)
+ * bytes (group g, row i at mask + (g * M + i) * rb, plane 1 at +rb/2), so that each group's
+ * GEMM writes whole bytes from any column block start (a multiple of the register tile).
+ * dx = the STE gradient for dy, both (M, groups * Ng) row-major; dx may equal dy. Threaded. */
+void qnn_quant_ste_backward(const qnn_ste_code *s, size_t M, size_t groups, size_t Ng,
+                            const uint8_t *mask, const float *dy, float *dx);
+
 #endif
