@@ -470,6 +470,9 @@ int qnn_sgemm(int trans_a, int trans_b, size_t M, size_t N, size_t K, float alph
  * the codes start on a byte. */
 static void quant_row(const qnn_bias_act *e, size_t i, size_t j0, size_t n, float *ci,
                       size_t ldc) {
+    /* under flush-to-zero like the separate quantizer kernels, whatever the caller runs in (a
+     * K = 0 product applies the epilogue outside the GEMM's own FTZ region) */
+    const qnn_fpenv env = qnn_fpenv_flush_begin();
     if (e->ste && e->ste->planes) {
         uint8_t *p0 = e->mask + i * e->mask_rb + j0 / 8;
         qnn_dispatch_table.ste_encode(e->ste, n, ci, p0, p0 + e->mask_plane);
@@ -481,6 +484,7 @@ static void quant_row(const qnn_bias_act *e, size_t i, size_t j0, size_t n, floa
         qnn_quant_run(e->q, buf, NULL, ci + jj, e->sc, e->sc2, e->S, e->inner,
                       i * ldc + e->col0 + j0 + jj, len, 0);
     }
+    qnn_fpenv_end(env);
 }
 
 void qnn_bias_act_apply(const void *ctx, size_t i0, size_t m, size_t j0, size_t n, float *c,
