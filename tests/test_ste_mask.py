@@ -338,3 +338,20 @@ def test_model_fuses_the_following_qactivation(monkeypatch, act):
     for a, b in zip(wf, wu):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(pf, pu)
+
+
+@pytest.mark.parametrize("name", ["relu3", "leaky", "bits"])
+def test_large_backward_streams_the_same_bits(isa, num_threads, name):
+    """Beyond 2**18 elements the backward writes dx with non-temporal stores: same values,
+    including for a dy whose rows start off the 64-byte grid."""
+    num_threads(2)
+    spec = spec_of(QUANTIZERS[name](), (700, 403))
+    z = awkward((700, 403), 9, spec)
+    eye = np.eye(700, dtype=F32)
+    _, mask = _core.gemm("g", eye, np.zeros((700, 403), F32), out=z.copy(), beta=1.0, act=spec,
+                         ste_mask=True)
+    buf = np.empty(700 * 403 + 1, F32)
+    dy = buf[1:].reshape(700, 403)  # 4 bytes past the allocation's alignment
+    dy[:] = awkward((700, 403), 10)
+    np.testing.assert_array_equal(_core.quant_ste_backward("g", spec, mask, dy),
+                                  unfused_grad(z, dy, spec))

@@ -464,25 +464,37 @@ int qnn_sgemm(int trans_a, int trans_b, size_t M, size_t N, size_t K, float alph
     return qnn_sgemm_ex(M, N, K, alpha, am, NULL, bm, NULL, beta, c, ldc, ep, 0, ws);
 }
 
-/* The quantizer step of the epilogue on one row piece (row i, columns [j0, j0+n)) while it is
- * in L1: STE codes of the pre-activation first, then the quantizer, from a copy (the quantizer
- * kernels take distinct in and out buffers). Block starts are multiples of the register tile, so
- * the codes start on a byte. */
-static void quant_row(const qnn_bias_act *e, size_t i, size_t j0, size_t n, float *ci,
-                      size_t ldc) {
-    /* under flush-to-zero like the separate quantizer kernels, whatever the caller runs in (a
-     * K = 0 product applies the epilogue outside the GEMM's own FTZ region) */
+/* The quantizer step of the epilogue on rows [i0, i0+m) x columns [j0, j0+n) of C while the
+ * block is in cache: STE codes of the pre-activation first (row by row: block starts are
+ * multiples of the register tile, so each row's codes start on a byte), then the quantizer, from
+ * a copy (the quantizer kernels take distinct in and out buffers), over whole chunks of rows when
+ * the block spans them (one kernel call per 1024 elements instead of one per row piece). Runs
+ * under flush-to-zero like the separate quantizer kernels, whatever the caller runs in (a K = 0
+ * product applies the epilogue outside the GEMM's own FTZ region). */
+#define QNN_EPI_CHUNK 1024
+static void quant_block(const qnn_bias_act *e, size_t i0, size_t m, size_t j0, size_t n,
+                        float *c, size_t ldc) {
     const qnn_fpenv env = qnn_fpenv_flush_begin();
     if (e->ste && e->ste->planes) {
-        uint8_t *p0 = e->mask + i * e->mask_rb + j0 / 8;
-        qnn_dispatch_table.ste_encode(e->ste, n, ci, p0, p0 + e->mask_plane);
+        const qnn_ste_encode_fn enc = qnn_dispatch_table.ste_encode;
+        if (n == ldc && e->ste->planes == 1 && e->mask_rb * 8 == n) /* one flat bitstream */
+            enc(e->ste, m * n, c + i0 * ldc, e->mask + i0 * e->mask_rb, NULL);
+        else for (size_t i = i0; i < i0 + m; i++) {
+            uint8_t *p0 = e->mask + i * e->mask_rb + j0 / 8;
+            enc(e->ste, n, c + i * ldc + j0, p0, p0 + e->mask_plane);
+        }
     }
-    float buf[256];
-    for (size_t jj = 0; jj < n; jj += 256) {
-        const size_t len = n - jj < 256 ? n - jj : 256;
-        memcpy(buf, ci + jj, len * sizeof(float));
-        qnn_quant_run(e->q, buf, NULL, ci + jj, e->sc, e->sc2, e->S, e->inner,
-                      i * ldc + e->col0 + j0 + jj, len, 0);
+    float buf[QNN_EPI_CHUNK];
+    /* whole rows (j0 == 0, n == ldc): one flat run; otherwise row pieces */
+    const size_t runs = n == ldc ? 1 : m, len = n == ldc ? m * n : n;
+    for (size_t r = 0; r < runs; r++) {
+        float *row = c + (i0 + r) * ldc + j0;
+        const size_t flat = (i0 + r) * ldc + e->col0 + j0;
+        for (size_t o = 0; o < len; o += QNN_EPI_CHUNK) {
+            const size_t k = len - o < QNN_EPI_CHUNK ? len - o : QNN_EPI_CHUNK;
+            memcpy(buf, row + o, k * sizeof(float));
+            qnn_quant_run(e->q, buf, NULL, row + o, e->sc, e->sc2, e->S, e->inner, flat + o, k, 0);
+        }
     }
     qnn_fpenv_end(env);
 }
@@ -498,6 +510,6 @@ void qnn_bias_act_apply(const void *ctx, size_t i0, size_t m, size_t j0, size_t 
         }
         if (e->relu)
             for (size_t j = 0; j < n; j++) ci[j] = ci[j] < 0.0f ? 0.0f : ci[j];
-        if (e->q) quant_row(e, i, j0, n, ci, ldc);
     }
+    if (e->q && m && n) quant_block(e, i0, m, j0, n, c, ldc);
 }

@@ -182,6 +182,7 @@ typedef struct qnn_ste_code {
     float ub;
     float a;
     float g[3];
+    int stream; /* decode: non-temporal stores (set by the driver for outputs beyond L2) */
 } qnn_ste_code;
 
 /* Fills *s for the backward params pb and returns 1, or returns 0 when that STE needs x itself

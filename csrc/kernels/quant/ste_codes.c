@@ -3,6 +3,13 @@
  * ste_codes_{ref,avx2,avx512}.c; the forward encodes inside the GEMM epilogue. */
 #include <math.h>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <xmmintrin.h>
+static void qnn_store_fence(void) { _mm_sfence(); }
+#else
+static void qnn_store_fence(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+#endif
+
 #include "kernels/quant/quant.h"
 #include "runtime/dispatch.h"
 #include "runtime/fpenv.h"
@@ -13,7 +20,7 @@ static float ste_factor(const qnn_quant_params *p) {
 }
 
 int qnn_quant_ste_code(const qnn_quant_params *pb, qnn_ste_code *s) {
-    *s = (qnn_ste_code){0, 0, 0.0f, ste_factor(pb), {0.0f, 1.0f, 0.0f}};
+    *s = (qnn_ste_code){0, 0, 0.0f, ste_factor(pb), {0.0f, 1.0f, 0.0f}, 0};
     switch (pb->op) {
     case QNN_Q_RELU:
     case QNN_Q_RELU_PO2:
@@ -50,22 +57,30 @@ size_t qnn_ste_row_bytes(const qnn_ste_code *s, size_t n) {
 }
 
 /* Runs under flush-to-zero like the element-wise backward it replaces (quant_driver.c): a
- * subnormal dy must give the same dx either way. */
-void qnn_quant_ste_backward(const qnn_ste_code *s, size_t M, size_t groups, size_t Ng,
+ * subnormal dy must give the same dx either way. A dx beyond L2 is written with non-temporal
+ * stores, as that backward does: it is read back by the next layer's GEMMs from memory anyway,
+ * and ordinary stores would first read every line of it (read-for-ownership). */
+#define QNN_STE_STREAM_MIN ((size_t)1 << 18) /* floats: 1 MB */
+void qnn_quant_ste_backward(const qnn_ste_code *sc, size_t M, size_t groups, size_t Ng,
                             const uint8_t *mask, const float *dy, float *dx) {
+    qnn_ste_code local = *sc;
+    local.stream = M * groups * Ng >= QNN_STE_STREAM_MIN && dx != dy;
+    const qnn_ste_code *s = &local;
     const qnn_ste_decode_fn dec = qnn_dispatch_table.ste_decode;
     const size_t N = groups * Ng, rb = qnn_ste_row_bytes(s, Ng), plane = rb / 2;
-    /* a constant factor is one flat run, cut on 64-element boundaries; codes go row by row */
-    const size_t units = s->planes == 0 ? (M * N + 63) / 64 : M;
-    const int nt = qnn_threads_for(M * N);
+    /* A constant factor, or one plane whose rows hold no padding bits, is one flat run of
+     * codes, cut on 64-element (8-byte) boundaries; otherwise row by row and group by group. */
+    const int flat = s->planes == 0 || (s->planes == 1 && groups == 1 && Ng % 8 == 0);
+    const size_t n = M * N, units = flat ? (n + 63) / 64 : M;
+    const int nt = qnn_threads_for(n);
 #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
     for (int t = 0; t < nt; t++) {
         const size_t u0 = units * (size_t)t / (size_t)nt, u1 = units * (size_t)(t + 1) / (size_t)nt;
         if (u0 >= u1) continue;
         const qnn_fpenv env = qnn_fpenv_flush_begin();
-        if (s->planes == 0) {
-            const size_t a = u0 * 64, b = u1 * 64 < M * N ? u1 * 64 : M * N;
-            dec(s, b - a, NULL, NULL, dy + a, dx + a);
+        if (flat) {
+            const size_t a = u0 * 64, b = u1 * 64 < n ? u1 * 64 : n;
+            dec(s, b - a, s->planes ? mask + a / 8 : NULL, NULL, dy + a, dx + a);
         } else {
             for (size_t i = u0; i < u1; i++)
                 for (size_t g = 0; g < groups; g++) {
@@ -74,6 +89,8 @@ void qnn_quant_ste_backward(const qnn_ste_code *s, size_t M, size_t groups, size
                     dec(s, Ng, p0, p0 + plane, dy + o, dx + o);
                 }
         }
+        /* streamed lines must be visible before the team's barrier: one fence per thread */
+        if (s->stream) qnn_store_fence();
         qnn_fpenv_end(env);
     }
 }

@@ -1,6 +1,7 @@
 /* AVX2 STE-code kernels: 8 codes per compare + movemask (one byte), and the decode expands a
  * code byte back into a lane mask for blendv. Same bits as ste_codes_ref.c. */
 #include <immintrin.h>
+#include <stdint.h>
 
 #include "kernels/quant/quant.h"
 
@@ -52,7 +53,8 @@ void qnn_ste_decode_avx2(const qnn_ste_code *s, size_t n, const uint8_t *p0, con
                 r = _mm256_blendv_ps(r, _mm256_mul_ps(t, g2), _mm256_castsi256_ps(m2));
             }
         }
-        if (k == 8) _mm256_storeu_ps(dx + i, r);
+        if (k == 8 && s->stream && ((uintptr_t)(dx + i) & 31) == 0) _mm256_stream_ps(dx + i, r);
+        else if (k == 8) _mm256_storeu_ps(dx + i, r);
         else _mm256_maskstore_ps(dx + i, live, r);
     }
 }
