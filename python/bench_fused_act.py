@@ -17,6 +17,12 @@ Kernels quantized_bits(4,0,1) (the first conv float). Prints median ms of --repe
 training step and for inference (predict on the batch), the ratio unfused / fused, and the
 bytes the activations keep for the backward.
 
+With batch norm (predict only: a training batch norm needs the batch statistics first, and its
+activation is fused into the batch-norm kernel instead): at inference the batch norm is a
+per-channel affine map, and it runs in the epilogue too, with the activation after it:
+  * vgg-bn:     VGG-small of bench_train_step.py, 8-bit setting (Conv - BN - QActivation);
+  * fashion-bn: the main job's network, 4-bit setting.
+
     python python/bench_fused_act.py
     python python/bench_fused_act.py --threads 1 --nets vgg
 """
@@ -59,6 +65,19 @@ def fashion():
     return Model(inp, x), 128, (28, 28, 1)
 
 
+def vgg_bn():
+    import bench_train_step
+    return bench_train_step.qnn_vgg("8-bit"), 64, (32, 32, 3)
+
+
+def fashion_bn():
+    import train_fashion_mnist
+    return train_fashion_mnist.build_model("4-bit"), 128, (28, 28, 1)
+
+
+BUILD = {"vgg": vgg, "fashion": fashion, "vgg-bn": vgg_bn, "fashion-bn": fashion_bn}
+
+
 def kept_bytes(model):
     """Bytes the activations keep for the backward after a training step."""
     from qnn_ext.layers.quant_utils import SteMask
@@ -77,7 +96,7 @@ def run(net, threads, repeat):
     import qnn_ext
     from qnn_ext import _core
     _core.set_num_threads(threads)
-    build = {"vgg": vgg, "fashion": fashion}[net]
+    build = BUILD[net]
     pair = []
     for fused in (True, False):
         qnn_ext.backend.set_random_seed(1)
@@ -92,7 +111,8 @@ def run(net, threads, repeat):
     x = rng.standard_normal((batch,) + shape, dtype=np.float32)
     y = rng.integers(0, 10, batch)
     res = {}
-    for kind in ("step", "predict"):
+    kinds = ("predict",) if net.endswith("-bn") else ("step", "predict")
+    for kind in kinds:
         fns = [(lambda m=m: m.train_on_batch(x, y)) if kind == "step" else
                (lambda m=m: m.predict(x, batch_size=batch, verbose=0)) for m in pair]
         ts = [[], []]
@@ -102,29 +122,34 @@ def run(net, threads, repeat):
             for i in ((0, 1) if r % 2 == 0 else (1, 0)):
                 ts[i].append(timeit(fns[i], 3, warm=2 if r < 2 else 1))
         res[kind] = [float(np.median(t)) for t in ts]
-    pair[0].train_on_batch(x, y)
-    pair[1].train_on_batch(x, y)
-    res["kept"] = [kept_bytes(m) for m in pair]
+    if "step" in kinds:
+        pair[0].train_on_batch(x, y)
+        pair[1].train_on_batch(x, y)
+        res["kept"] = [kept_bytes(m) for m in pair]
     return res
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--nets", default="vgg,fashion")
+    ap.add_argument("--nets", default="vgg,fashion,vgg-bn,fashion-bn")
     ap.add_argument("--repeat", type=int, default=7)
     a = ap.parse_args()
     from qnn_ext import _core
     print(f"qnn_ext {_core.get_isa()}, {a.threads} thread(s), activation {ACT}, kernels {WQ}; "
           f"median of {a.repeat} interleaved runs of 3")
-    print(f"{'net':8s} {'what':8s} {'fused ms':>9s} {'unfused ms':>11s} {'unfused/fused':>14s}")
+    print(f"{'net':10s} {'what':8s} {'fused ms':>9s} {'unfused ms':>11s} {'unfused/fused':>14s}")
     for net in a.nets.split(","):
         r = run(net, a.threads, a.repeat)
         for kind in ("step", "predict"):
+            if kind not in r:
+                continue
             f, u = r[kind]
-            print(f"{net:8s} {kind:8s} {f * 1e3:9.2f} {u * 1e3:11.2f} {u / f:14.2f}")
+            print(f"{net:10s} {kind:8s} {f * 1e3:9.2f} {u * 1e3:11.2f} {u / f:14.2f}")
+        if "kept" not in r:
+            continue
         kf, ku = r["kept"]
-        print(f"{net:8s} {'kept':8s} {kf / 2**20:8.2f}M {ku / 2**20:10.2f}M {ku / max(kf, 1):14.1f}"
+        print(f"{net:10s} {'kept':8s} {kf / 2**20:8.2f}M {ku / 2**20:10.2f}M {ku / max(kf, 1):14.1f}"
               f"   (MB the activations keep for the backward)")
 
 

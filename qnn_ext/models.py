@@ -196,10 +196,13 @@ class Model(Layer):
         return pairs, pools
 
     def _weight_act_pairs(self):
-        """{id(weight layer output): activation node} for every Dense/convolution without an
-        activation of its own whose output feeds exactly one Activation/QActivation and nothing
-        else: that activation can run in the layer's GEMM epilogue (call_fused_act)."""
+        """{id(weight layer output): (batch-norm node or None, activation node or None)} for
+        every Dense/convolution without an activation of its own whose output feeds exactly one
+        BatchNormalization and/or Activation/QActivation layer (each feeding only the next):
+        the activation can run in the layer's GEMM epilogue, and at inference the batch norm
+        too (call_fused)."""
         from .layers.core import Activation, QActivation
+        from .layers.normalization import BatchNormalization
         cache = getattr(self, "_wact_cache", None)
         if cache is not None and cache[0] is self._order:
             return cache[1]
@@ -208,15 +211,46 @@ class Model(Layer):
             for u in t.inputs:
                 uses.setdefault(id(u), []).append(t)
         outs = {id(t) for t in self._outputs}
+
+        def only_user(t, types):
+            users = uses.get(id(t), [])
+            if (len(users) == 1 and id(t) not in outs and type(users[0].layer) in types
+                    and len(users[0].inputs) == 1):
+                return users[0]
+            return None
+
         pairs = {}
         for t in self._order:
-            users = uses.get(id(t), [])
-            if (getattr(t.layer, "_epilogue_shape", None) is not None and len(users) == 1
-                    and id(t) not in outs and type(users[0].layer) in (Activation, QActivation)
-                    and len(users[0].inputs) == 1 and len(t.inputs) == 1):
-                pairs[id(t)] = users[0]
+            if getattr(t.layer, "_epilogue_shape", None) is None or len(t.inputs) != 1:
+                continue
+            bn = only_user(t, (BatchNormalization,))
+            act = only_user(bn if bn is not None else t, (Activation, QActivation))
+            if bn is not None or act is not None:
+                pairs[id(t)] = (bn, act)
         self._wact_cache = (self._order, pairs)
         return pairs
+
+    @staticmethod
+    def _call_fused_weight(t, x, pair, training):
+        """Runs weight layer t with what of its (batch norm, activation) successors its epilogue
+        can take: both (inference), the activation alone, or the batch norm alone (inference).
+        Returns (output, fused successor nodes), or (None, []) when nothing could be fused."""
+        bn, act = pair
+        if bn is not None and training:  # training batch norm needs batch statistics first
+            return None, []
+        tries = []
+        if bn is not None and act is not None:
+            tries.append((bn, act))
+        if bn is None and act is not None:
+            tries.append((None, act))
+        if bn is not None:
+            tries.append((bn, None))
+        for b, a in tries:
+            y = t.layer.call_fused(x, activation=a.layer.activation if a is not None else None,
+                                   bn=b.layer if b is not None else None, training=training)
+            if y is not None:
+                return y, [d for d in (b, a) if d is not None]
+        return None, []
 
     def call(self, inputs, training=False):
         xs = self._check_inputs(_as_list(inputs))
@@ -229,11 +263,11 @@ class Model(Layer):
                 continue
             ins = [values[id(u)] for u in t.inputs]
             if id(t) in wpairs:
-                a = wpairs[id(t)]
-                y = t.layer.call_fused_act(ins[0], a.layer.activation, training=training)
+                y, done = self._call_fused_weight(t, ins[0], wpairs[id(t)], training)
                 if y is not None:
-                    values[id(t)] = values[id(a)] = y
-                    fused.add(id(a))
+                    for d in [t] + done:
+                        values[id(d)] = y
+                    fused.update(id(d) for d in done)
                     continue
             if id(t) in pools:
                 a, p = pairs[id(t)], pools[id(t)]

@@ -1128,6 +1128,13 @@ TABLE["gemm"]["shape"] = TABLE["gemm"]["shape"] + [
     ("act scales for 4 channels of a 3 x 5 output",
      set_(act=(dict(op=1, in_mul=1.0, out_mul=1.0, lo=-8.0, hi=7.0), np.ones(4, F32), None, 1,
                dict(op=1), None, 1)), Raises(ValueError, "scale"))]
+TABLE["gemm"]["shape"] = TABLE["gemm"]["shape"] + [
+    ("scale without shift", set_(scale=np.ones(5, F32)), Raises(ValueError, "scale", "together")),
+    ("shift of length 4", set_(scale=np.ones(5, F32), shift=np.ones(4, F32)), Raises(ValueError, "shift"))]
+TABLE["gemm"]["wrong_type"] = TABLE["gemm"]["wrong_type"] + [
+    ("scale as float64", set_(scale=np.ones(5), shift=np.ones(5, F32)), Raises(TypeError, "scale"))]
+TABLE["conv2d_forward"]["shape"] = TABLE["conv2d_forward"]["shape"] + [
+    ("scale of length 3", set_(scale=np.ones(3, F32), shift=np.ones(3, F32)), Raises(ValueError, "scale"))]
 TABLE["conv2d_forward"]["wrong_type"] = TABLE["conv2d_forward"]["wrong_type"] + [
     ("ste_mask=True without a quantizer act", set_(ste_mask=True), Raises(ValueError, "ste_mask"))]
 TABLE["gemm"]["none"] = TABLE["gemm"]["none"] + [

@@ -135,13 +135,27 @@ typedef struct epi_args {
     int mask; /* STE codes wanted */
 } epi_args;
 
-static int bias_act_arg(const char *who, PyObject *bo, PyObject *ao, int want_mask, npy_intp n,
-                        npy_intp total, epi_args *e) {
+static int bias_act_arg(const char *who, PyObject *bo, PyObject *ao, PyObject *so,
+                        PyObject *sho, int want_mask, npy_intp n, npy_intp total, epi_args *e) {
     memset(e, 0, sizeof *e);
     if (bo != Py_None) {
         PyArrayObject *b = qnn_arg_f32(who, "bias", bo);
         if (!b || qnn_check_shape(who, "bias", b, 1, &n, " (one per output channel)")) return -1;
         e->ba.bias = PyArray_DATA(b);
+        e->use = 1;
+    }
+    if ((so == Py_None) != (sho == Py_None)) {
+        PyErr_Format(PyExc_ValueError, "%s: scale and shift go together (the affine map "
+                     "c * scale + shift), got only %s", who, so == Py_None ? "shift" : "scale");
+        return -1;
+    }
+    if (so != Py_None) {
+        PyArrayObject *sc = qnn_arg_f32(who, "scale", so);
+        if (!sc || qnn_check_shape(who, "scale", sc, 1, &n, " (one per output channel)")) return -1;
+        PyArrayObject *sh = qnn_arg_f32(who, "shift", sho);
+        if (!sh || qnn_check_shape(who, "shift", sh, 1, &n, " (one per output channel)")) return -1;
+        e->ba.scale = PyArray_DATA(sc);
+        e->ba.shift = PyArray_DATA(sh);
         e->use = 1;
     }
     if (PyTuple_Check(ao)) {
@@ -209,13 +223,14 @@ static PyObject *with_mask(PyObject *y, PyArrayObject *mask) {
 static PyObject *py_gemm(PyObject *self, PyObject *args, PyObject *kw) {
     (void)self;
     static char *kwlist[] = {"who", "a", "b", "out", "trans_a", "trans_b", "alpha", "beta",
-                             "bias", "act", "workspace", "ste_mask", NULL};
+                             "bias", "act", "workspace", "ste_mask", "scale", "shift", NULL};
     const char *who;
     PyObject *ao, *bo, *out = Py_None, *biaso = Py_None, *acto = Py_None, *wso = Py_None;
+    PyObject *sco = Py_None, *sho = Py_None;
     int ta = 0, tb = 0, want_mask = 0;
     double alpha = 1.0, beta = 0.0;
-    if (!qnn_parse_args(args, kw, "sOO|OppddOOOp:gemm", kwlist, &who, &ao, &bo, &out,
-                        &ta, &tb, &alpha, &beta, &biaso, &acto, &wso, &want_mask))
+    if (!qnn_parse_args(args, kw, "sOO|OppddOOOpOO:gemm", kwlist, &who, &ao, &bo, &out,
+                        &ta, &tb, &alpha, &beta, &biaso, &acto, &wso, &want_mask, &sco, &sho))
         return NULL;
     PyArrayObject *a = qnn_arg_f32(who, "a", ao);
     if (!a) return NULL;
@@ -253,12 +268,15 @@ static PyObject *py_gemm(PyObject *self, PyObject *args, PyObject *kw) {
     npy_intp dims[2] = {M, N};
     const npy_intp total = checked_prod(dims, 2); /* < 0: make_out reports the size */
     epi_args e;
-    if (bias_act_arg(who, biaso, acto, want_mask, N, total < 0 ? 0 : total, &e)) return NULL;
+    if (bias_act_arg(who, biaso, acto, sco, sho, want_mask, N, total < 0 ? 0 : total, &e))
+        return NULL;
     const qnn_gemm_epilogue ep = {qnn_bias_act_apply, &e.ba};
-    PyArrayObject *ins[3] = {a, b, biaso == Py_None ? NULL : (PyArrayObject *)biaso};
+    PyArrayObject *ins[5] = {a, b, biaso == Py_None ? NULL : (PyArrayObject *)biaso,
+                             sco == Py_None ? NULL : (PyArrayObject *)sco,
+                             sho == Py_None ? NULL : (PyArrayObject *)sho};
     qnn_ws_lease lease;
     if (qnn_ws_lease_take(who, wso, &lease)) return NULL;
-    PyArrayObject *c = make_out(who, out, 2, dims, ins, biaso == Py_None ? 2 : 3);
+    PyArrayObject *c = make_out(who, out, 2, dims, ins, 5);
     if (!c) { qnn_ws_lease_return(&lease); return NULL; }
     PyArrayObject *mask = e.mask ? new_mask(&e, 1, M, N) : NULL;
     if (e.mask && !mask) { Py_DECREF(c); qnn_ws_lease_return(&lease); return NULL; }
@@ -421,13 +439,13 @@ static PyObject *finish(const char *who, int rc, PyArrayObject *o) {
 static PyObject *py_conv2d_forward(PyObject *self, PyObject *args, PyObject *kw) {
     (void)self;
     static char *kwlist[] = {"who", "x", "w", "strides", "padding", "dilation", "groups", "out",
-                             "bias", "act", "workspace", "ste_mask", NULL};
+                             "bias", "act", "workspace", "ste_mask", "scale", "shift", NULL};
     const char *who;
     PyObject *xo, *wo, *so, *po, *dio, *go, *out = Py_None, *biaso = Py_None, *acto = Py_None;
-    PyObject *wso = Py_None;
+    PyObject *wso = Py_None, *sco = Py_None, *sho = Py_None;
     int want_mask = 0;
-    if (!qnn_parse_args(args, kw, "sOOOOOO|OOOOp:conv2d_forward", kwlist, &who, &xo, &wo,
-                        &so, &po, &dio, &go, &out, &biaso, &acto, &wso, &want_mask))
+    if (!qnn_parse_args(args, kw, "sOOOOOO|OOOOpOO:conv2d_forward", kwlist, &who, &xo, &wo,
+                        &so, &po, &dio, &go, &out, &biaso, &acto, &wso, &want_mask, &sco, &sho))
         return NULL;
     PyArrayObject *x, *w;
     npy_intp xd[4], wd[4], yd[4];
@@ -438,11 +456,14 @@ static PyObject *py_conv2d_forward(PyObject *self, PyObject *args, PyObject *kw)
     y_dims(&s, yd);
     const npy_intp total = checked_prod(yd, 4); /* < 0: make_out reports the size */
     epi_args e;
-    if (bias_act_arg(who, biaso, acto, want_mask, yd[3], total < 0 ? 0 : total, &e)) return NULL;
-    PyArrayObject *ins[3] = {x, w, biaso == Py_None ? NULL : (PyArrayObject *)biaso};
+    if (bias_act_arg(who, biaso, acto, sco, sho, want_mask, yd[3], total < 0 ? 0 : total, &e))
+        return NULL;
+    PyArrayObject *ins[5] = {x, w, biaso == Py_None ? NULL : (PyArrayObject *)biaso,
+                             sco == Py_None ? NULL : (PyArrayObject *)sco,
+                             sho == Py_None ? NULL : (PyArrayObject *)sho};
     qnn_ws_lease lease;
     if (qnn_ws_lease_take(who, wso, &lease)) return NULL;
-    PyArrayObject *y = make_out(who, out, 4, yd, ins, biaso == Py_None ? 2 : 3);
+    PyArrayObject *y = make_out(who, out, 4, yd, ins, 5);
     if (!y) { qnn_ws_lease_return(&lease); return NULL; }
     PyArrayObject *mask = NULL;
     if (e.mask) {

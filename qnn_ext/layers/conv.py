@@ -7,7 +7,7 @@ from .. import _core
 from ..quantizers import get_quantizer
 from .base import Layer, _shape_str, positive_int
 from .quant_utils import (QuantizedWeightsMixin, act_backward, act_config, act_forward,
-                          act_after_epilogue, epilogue_kwargs)
+                          act_after_epilogue)
 
 
 def _tuple(v, n, what, who):
@@ -138,11 +138,11 @@ class _Conv(QuantizedWeightsMixin, Layer):
         kq = self._quantized_kernel(training)
         pads = self._pads(x.shape[1:-1])
         # bias and the activation run in the GEMM epilogue, on each block of z while in cache
-        act, fused = self._epilogue(self._epilogue_shape(x.shape), training)
+        act, fused, ekw = self._epilogue(self._epilogue_shape(x.shape), training)
         bias = self._quantize("bias", training) if self.use_bias else None
         z = _core.conv2d_forward(self.name, x4, self._kernel2d(kq), self._s2(), pads, self._d2(),
                                  self.groups, bias=bias, workspace=self._workspace,
-                                 **epilogue_kwargs(fused))
+                                 **ekw)
         y, self._act_cache = act_after_epilogue(act, fused, z, training, self.name)
         self._cache = (x4, kq, pads, x.shape)
         return y.reshape(y.shape[0], y.shape[2], y.shape[3]) if self.rank == 1 else y
@@ -153,7 +153,7 @@ class _Conv(QuantizedWeightsMixin, Layer):
     def backward(self, grad):
         x4, kq, pads, xshape = self._cache
         g4 = self._to2d(grad)
-        dz = self._act_grad(self.activation, self._act_cache, g4)
+        dz = self._out_grad(g4)
         k2 = self._kernel2d(kq)
         dk = _core.conv2d_backward_filter(self.name, x4, dz, k2.shape, self._s2(), pads,
                                           self._d2(), self.groups,
@@ -269,17 +269,17 @@ class DepthwiseConv2D(QuantizedWeightsMixin, Layer):
         c = x.shape[-1]
         w = kq.reshape(self.kernel_size + (1, c * self.depth_multiplier))
         pads = self._conv._pads(x.shape[1:-1])
-        act, fused = self._epilogue(self._epilogue_shape(x.shape), training)
+        act, fused, ekw = self._epilogue(self._epilogue_shape(x.shape), training)
         bias = self._quantize("bias", training) if self.use_bias else None
         z = _core.conv2d_forward(self.name, x, w, self.strides, pads, self.dilation_rate, c,
-                                 bias=bias, workspace=self._workspace, **epilogue_kwargs(fused))
+                                 bias=bias, workspace=self._workspace, **ekw)
         y, self._act_cache = act_after_epilogue(act, fused, z, training, self.name)
         self._cache = (x, w, pads, kq.shape)
         return y
 
     def backward(self, grad):
         x, w, pads, kshape = self._cache
-        dz = self._act_grad(self.activation, self._act_cache, grad)
+        dz = self._out_grad(grad)
         c = x.shape[-1]
         dw = _core.conv2d_backward_filter(self.name, x, dz, w.shape, self.strides, pads,
                                           self.dilation_rate, c,
@@ -367,10 +367,10 @@ class _SeparableConv(QuantizedWeightsMixin, Layer):
                                  workspace=self._workspace)
         h, self._dw_act_cache = act_forward(self.depthwise_activation, h, training)
         h2 = h.reshape(-1, h.shape[-1])
-        act, fused = self._epilogue(h.shape[:-1] + (self.filters,), training)
+        act, fused, ekw = self._epilogue(h.shape[:-1] + (self.filters,), training)
         bias = self._quantize("bias", training) if self.use_bias else None
         z = _core.gemm(self.name, h2, pq.reshape(pq.shape[-2], pq.shape[-1]), bias=bias,
-                       workspace=self._workspace, **epilogue_kwargs(fused))
+                       workspace=self._workspace, **ekw)
         if fused is not None and not isinstance(fused, str):
             z = (z[0].reshape(h.shape[:-1] + (self.filters,)), z[1])
         else:
@@ -382,7 +382,7 @@ class _SeparableConv(QuantizedWeightsMixin, Layer):
     def backward(self, grad):
         d = self._dw
         x4, wd, pads, dshape, h2, pq, hshape, xshape = self._cache
-        dz = self._act_grad(self.activation, self._act_cache, d._to2d(grad))
+        dz = self._out_grad(d._to2d(grad))
         dz2 = dz.reshape(-1, self.filters)
         p2 = pq.reshape(pq.shape[-2], pq.shape[-1])
         dp = _core.gemm(self.name, h2, dz2, trans_a=True,

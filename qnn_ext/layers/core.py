@@ -5,7 +5,7 @@ import numpy as np
 from .. import _core, backend
 from .base import F32, Layer, _shape_str, positive_int
 from .quant_utils import (QuantizedWeightsMixin, act_config, act_forward, act_after_epilogue,
-                          epilogue_kwargs, resolve_activation)
+                          resolve_activation)
 
 
 class Dense(QuantizedWeightsMixin, Layer):
@@ -45,16 +45,15 @@ class Dense(QuantizedWeightsMixin, Layer):
         kq = self._quantize("kernel", training)
         x2 = x.reshape(-1, x.shape[-1])
         # bias and the activation run in the GEMM epilogue, on each block of z while in cache
-        act, fused = self._epilogue((x2.shape[0], self.units), training)
+        act, fused, ekw = self._epilogue((x2.shape[0], self.units), training)
         bias = self._quantize("bias", training) if self.use_bias else None
-        z = _core.gemm(self.name, x2, kq, bias=bias, workspace=self._workspace,
-                       **epilogue_kwargs(fused))
+        z = _core.gemm(self.name, x2, kq, bias=bias, workspace=self._workspace, **ekw)
         y, self._act_cache = act_after_epilogue(act, fused, z, training, self.name)
         self._x2, self._kq, self._xshape = x2, kq, x.shape
         return y.reshape(x.shape[:-1] + (self.units,))
 
     def backward(self, grad):
-        dz = self._act_grad(self.activation, self._act_cache, grad.reshape(-1, self.units))
+        dz = self._out_grad(grad.reshape(-1, self.units))
         dkq = _core.gemm(self.name, self._x2, dz, trans_a=True, workspace=self._workspace)
         grads = [self._quantizer_grad("kernel", dkq)]
         if self.use_bias:

@@ -80,6 +80,21 @@ class BatchNormalization(Layer):
         self._cache = (x, g, mean, inv_std)
         return y
 
+    def _inference_affine(self, c):
+        """(scale, shift) of the inference map y = x * scale + shift, with the float32
+        operations of the inference kernel (qnn_bn_inference), so that a GEMM epilogue applying
+        them gives its bits."""
+        g, b = self._gamma_beta(c)
+        inv_std = F32(1) / np.sqrt(self.moving_variance.value + F32(self.epsilon))
+        scale = (inv_std * g).astype(F32)
+        return scale, (b - self.moving_mean.value * scale).astype(F32)
+
+    def _inference_grad(self, grad):
+        """dL/dx of the inference-mode map for dL/dy = grad."""
+        g, _ = self._gamma_beta(grad.shape[-1])
+        inv = (g / np.sqrt(self.moving_variance.value + F32(self.epsilon))).astype(F32)
+        return (grad * inv).astype(F32)
+
     @staticmethod
     def _act_spec(x, activation):
         """The fused kernels' act argument for ``activation`` ('relu' or a quantizer spec), or
@@ -132,10 +147,8 @@ class BatchNormalization(Layer):
 
     def backward(self, grad):
         if self._cache is None:  # inference-mode forward: a per-channel affine map
-            g, _ = self._gamma_beta(grad.shape[-1])
-            inv = (g / np.sqrt(self.moving_variance.value + F32(self.epsilon))).astype(F32)
             self.grads = [np.zeros_like(v.value) for v in self.trainable_weights]
-            return (grad * inv).astype(F32)
+            return self._inference_grad(grad)
         if isinstance(self._cache[0], str):  # fused with activation and pool: grad is the pool's
             _, x, g, mean, inv_std, b, spec, pool, idx, xsel = self._cache
             dx, dg, db = _core.batchnorm_act_maxpool_backward(self.name, grad, x, idx, xsel, g, b,

@@ -166,33 +166,58 @@ class QuantizedWeightsMixin:
         self.use_bias = use_bias
         self.activity_regularizer = activity_regularizer
 
-    _fused_next = None  # (activation, epilogue act) while call_fused_act runs
+    _fused_next = None  # (activation, epilogue act, affine, batch norm) while call_fused runs
+    _fused_bn = None    # the inference batch norm the last call ran in its epilogue
 
     def _epilogue(self, out_shape, training):
-        """(activation, epilogue act) of this call: the following activation layer's when the
-        model fused it (call_fused_act), else the layer's own."""
+        """(activation, epilogue act, kernel keyword arguments) of this call: a following batch
+        norm's and activation layer's when the model fused them (call_fused), else the layer's
+        own activation."""
         if self._fused_next is not None:
-            return self._fused_next
-        return self.activation, epilogue_act(self.activation, out_shape, training)
+            act, fused, affine, self._fused_bn = self._fused_next
+        else:
+            act, affine, self._fused_bn = self.activation, None, None
+            fused = epilogue_act(act, out_shape, training)
+        kw = epilogue_kwargs(fused)
+        if affine is not None:
+            kw.update(scale=affine[0], shift=affine[1])
+        return act, fused, kw
 
-    def call_fused_act(self, x, activation, training=False):
-        """``activation(self(x))`` with ``activation`` (a following Activation or QActivation
-        layer's) run in this layer's GEMM epilogue, or None when the layer has an activation of
-        its own or the epilogue cannot run this one (the two layers then run as usual). Outputs
-        and gradients are bit-identical to the pair run one by one; backward() then takes the
-        gradient of the activation's output, and a quantizer's STE is kept as a bit mask instead
-        of the float pre-activation."""
+    def _out_grad(self, grad):
+        """The gradient at the GEMM output from the gradient of the layer's output: through the
+        activation and, when it ran in the epilogue, the inference batch norm."""
+        dz = self._act_grad(self.activation, self._act_cache, grad)
+        return dz if self._fused_bn is None else self._fused_bn._inference_grad(dz)
+
+    def call_fused(self, x, activation=None, bn=None, training=False):
+        """``activation(bn(self(x)))`` with the following layers' work run in this layer's GEMM
+        epilogue while each output block is in cache: ``activation`` (an Activation or
+        QActivation layer's) and, at inference only (training=False), ``bn`` (a
+        BatchNormalization, whose moving statistics make it a per-channel affine map). Returns
+        None when the layer has an activation of its own or the epilogue cannot run these (the
+        layers then run one by one). Outputs and gradients are bit-identical to the layers run
+        one by one; backward() then takes the gradient of the last fused layer's output, and a
+        quantizer's STE is kept as a bit mask instead of the float pre-activation."""
         shape_of = getattr(self, "_epilogue_shape", None)
         if shape_of is None or self.activation is not _activations.get("linear"):
             return None
-        fused = epilogue_act(activation, shape_of(x.shape), training)
-        if fused is None:
+        if (activation is None and bn is None) or (bn is not None and training):
             return None
-        self._fused_next = (activation, fused)
+        fused = None
+        if activation is not None:
+            fused = epilogue_act(activation, shape_of(x.shape), training)
+            if fused is None:
+                return None
+        affine = None if bn is None else bn._inference_affine(shape_of(x.shape)[-1])
+        self._fused_next = (activation or _activations.get("linear"), fused, affine, bn)
         try:
             return self.call(x, training=training)
         finally:
             self._fused_next = None
+
+    def call_fused_act(self, x, activation, training=False):
+        """call_fused with an activation only."""
+        return self.call_fused(x, activation=activation, training=training)
 
     def _init_quantizers(self, **kw):
         from .. import constraints

@@ -425,6 +425,8 @@ static int conv2d_forward_ws(const qnn_conv2d_shape *s, const float *x, const fl
         if (ba) {
             gba = *ba;
             gba.bias = ba->bias ? ba->bias + g * COg : NULL;
+            gba.scale = ba->scale ? ba->scale + g * COg : NULL;
+            gba.shift = ba->shift ? ba->shift + g * COg : NULL;
             gba.col0 = g * COg;
             gba.mask = ba->mask ? ba->mask + g * M * ba->mask_rb : NULL;
         }

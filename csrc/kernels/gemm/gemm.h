@@ -152,6 +152,9 @@ typedef struct qnn_gemm_epilogue {
 typedef struct qnn_bias_act {
     const float *bias;
     int relu;
+    /* scale/shift (both or neither): a per-column affine map after the bias, c * scale + shift
+     * (an inference batch norm, as qnn_bn_apply computes it), before relu and the quantizer */
+    const float *scale, *shift;
     const qnn_quant_params *q;
     const float *sc, *sc2;
     size_t S, inner, col0;

@@ -508,6 +508,10 @@ void qnn_bias_act_apply(const void *ctx, size_t i0, size_t m, size_t j0, size_t 
             const float *restrict b = e->bias + j0;
             for (size_t j = 0; j < n; j++) ci[j] += b[j];
         }
+        if (e->scale) {
+            const float *restrict sc = e->scale + j0, *restrict sh = e->shift + j0;
+            for (size_t j = 0; j < n; j++) ci[j] = ci[j] * sc[j] + sh[j];
+        }
         if (e->relu)
             for (size_t j = 0; j < n; j++) ci[j] = ci[j] < 0.0f ? 0.0f : ci[j];
     }
