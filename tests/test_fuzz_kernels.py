@@ -224,3 +224,28 @@ def test_quantized_relu(bits, integer, shape, scale, isa, nt, seed):
     np.testing.assert_array_equal(got[clear], np.asarray(ref, F32)[clear])
     edge = np.isclose(x, 2.0 ** integer * (1 - 2.0 ** -bits), rtol=1e-5) | (x == 0)
     np.testing.assert_array_equal(np.asarray(grad)[~edge], np.asarray(gref, F32)[~edge])
+
+
+@given(geo=conv_geometry(), bits=st.integers(2, 8), integer=st.integers(0, 3),
+       slope=st.sampled_from([0.0, 0.0, 0.25, 0.5]), clip=st.booleans(), isa=isas, nt=threads,
+       seed=st.integers(0, 2 ** 16))
+def test_conv_quantizer_epilogue_and_ste_mask(geo, bits, integer, slope, clip, isa, nt, seed):
+    """quantized_relu in the conv epilogue: the fused output is the quantizer of the unfused
+    output, and the backward from the bit mask is the quantizer's backward from the float
+    pre-activation (all in our kernels, bit for bit), on random geometry and parameters."""
+    count()
+    xs, ws, strides, pad, dil, g = geo
+    x, w = arr(seed, xs), arr(seed + 1, ws)
+    bias = arr(seed + 3, (ws[-1],))
+    q = quantizers.quantized_relu(bits, integer, negative_slope=slope, is_quantized_clip=clip)
+    with at(isa, nt):
+        z = _core.conv2d_forward("fuzz", x, w, strides, pad, dil, g, bias=bias)
+        if z.size == 0:
+            return
+        spec = q._fused_spec(z, True)
+        y, mask = _core.conv2d_forward("fuzz", x, w, strides, pad, dil, g, bias=bias, act=spec,
+                                       ste_mask=True)
+        dy = arr(seed + 2, z.shape)
+        dx = _core.quant_ste_backward("fuzz", spec, mask, dy)
+        np.testing.assert_array_equal(y, q(z))
+        np.testing.assert_array_equal(dx, q.gradient(z, dy))
