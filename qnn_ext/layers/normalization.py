@@ -85,9 +85,11 @@ class BatchNormalization(Layer):
         operations of the inference kernel (qnn_bn_inference), so that a GEMM epilogue applying
         them gives its bits."""
         g, b = self._gamma_beta(c)
-        inv_std = F32(1) / np.sqrt(self.moving_variance.value + F32(self.epsilon))
-        scale = (inv_std * g).astype(F32)
-        return scale, (b - self.moving_mean.value * scale).astype(F32)
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # as the C kernel:
+            # a negative or zero variance (a damaged file) gives NaN/inf, silently
+            inv_std = F32(1) / np.sqrt(self.moving_variance.value + F32(self.epsilon))
+            scale = (inv_std * g).astype(F32)
+            return scale, (b - self.moving_mean.value * scale).astype(F32)
 
     def _inference_grad(self, grad):
         """dL/dx of the inference-mode map for dL/dy = grad."""

@@ -215,10 +215,6 @@ class QuantizedWeightsMixin:
         finally:
             self._fused_next = None
 
-    def call_fused_act(self, x, activation, training=False):
-        """call_fused with an activation only."""
-        return self.call_fused(x, activation=activation, training=training)
-
     def _init_quantizers(self, **kw):
         from .. import constraints
         self._wspec = {}
