@@ -136,7 +136,8 @@ def test_stes_that_read_x_are_not_masked():
 
 
 @pytest.mark.parametrize("nt", [1, 2])
-@pytest.mark.parametrize("M,N,K", [(37, 37, 19), (300, 64, 75), (5, 7, 0), (1, 1, 3), (130, 200, 40)])
+@pytest.mark.parametrize("M,N,K", [(37, 37, 19), (300, 64, 75), (5, 7, 0), (1, 1, 3), (130, 200, 40),
+                                   (24, 40, 30000)])  # the last: split-K at 2 threads
 @pytest.mark.parametrize("name", sorted(QUANTIZERS))
 def test_gemm_epilogue_quantizer(isa, num_threads, name, M, N, K, nt):
     num_threads(nt)
