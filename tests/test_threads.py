@@ -79,3 +79,40 @@ def test_changing_thread_count_between_calls():
             np.testing.assert_allclose(m.predict(x, verbose=0), ref, rtol=1e-5, atol=1e-6)
     finally:
         _core.set_num_threads(prev)
+
+
+_SMALL_TEAM = r"""
+import numpy as np
+from qnn_ext import _core
+_core.set_num_threads(2)
+rng = np.random.default_rng(0)
+worst = 0.0
+# a tile-split product, a split-K one (small M x N, long K) and a conv with its filter gradient
+for M, N, K in [(300, 200, 100), (24, 40, 30000), (5000, 64, 600)]:
+    a = rng.standard_normal((M, K)).astype(np.float32)
+    b = rng.standard_normal((K, N)).astype(np.float32)
+    ref = a.astype(np.float64) @ b
+    worst = max(worst, float(np.max(np.abs(_core.gemm("g", a, b) - ref) / (np.abs(a) @ np.abs(b)))))
+x = rng.standard_normal((8, 16, 16, 32)).astype(np.float32)
+w = rng.standard_normal((3, 3, 32, 16)).astype(np.float32)
+y = _core.conv2d_forward("c", x, w, (1, 1), (1, 1, 1, 1), (1, 1), 1)
+dw = _core.conv2d_backward_filter("c", x, y, w.shape, (1, 1), (1, 1, 1, 1), (1, 1), 1)
+_core.set_num_threads(1)
+dw1 = _core.conv2d_backward_filter("c", x, y, w.shape, (1, 1), (1, 1, 1, 1), (1, 1), 1)
+print(worst, float(np.max(np.abs(dw - dw1)) / float(np.max(np.abs(dw1)))))
+"""
+
+
+def test_a_smaller_openmp_team_than_asked_for_gives_the_same_results():
+    """OMP_THREAD_LIMIT / OMP_DYNAMIC can hand a parallel region fewer threads than
+    num_threads asks for; the GEMM's static partitions (and split-K's K shares) must follow
+    the team that runs, not the request (they left C unwritten: NaN and garbage)."""
+    import os
+    import subprocess
+    import sys
+    for env in ({"OMP_THREAD_LIMIT": "1"}, {"OMP_DYNAMIC": "true"}, {}):
+        out = subprocess.run([sys.executable, "-c", _SMALL_TEAM], capture_output=True, text=True,
+                             env=dict(os.environ, **env), timeout=120, check=True).stdout
+        rel_gemm, rel_dw = map(float, out.split())
+        assert rel_gemm < 1e-5, (env, rel_gemm)
+        assert rel_dw < 1e-5, (env, rel_dw)

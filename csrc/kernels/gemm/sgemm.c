@@ -13,8 +13,13 @@
 #ifdef _OPENMP
 #include <omp.h>
 static int thread_id(void) { return omp_get_thread_num(); }
+/* The team actually running: the runtime may give fewer threads than num_threads asked for
+ * (OMP_DYNAMIC, OMP_THREAD_LIMIT, a nested region), and a static partition made for the
+ * requested count would leave the missing threads' share of C unwritten. */
+static int team_size(void) { return omp_get_num_threads(); }
 #else
 static int thread_id(void) { return 0; }
+static int team_size(void) { return 1; }
 #endif
 
 /* Cache blocking for a 48 KB L1D and 1 MB L2 (spec/performance.md §1): a KC x NR sliver of B
@@ -353,55 +358,84 @@ static void rows_b_shifted(const void *ctx, size_t k0, size_t kc, size_t j0, siz
  * register tiles to share out but K is long (filter gradients: K = batch x pixels), where a
  * split over tiles would repack the same A block on every thread and meet at a barrier for every
  * K slice. The summation order depends on the thread count only through the K split. */
+static int sgemm_ws(size_t M, size_t N, size_t K, float alpha, const qnn_apacker *ap,
+                    const qnn_bpacker *bp, float beta, float *c, size_t ldc,
+                    const qnn_gemm_epilogue *ep, int nthreads, qnn_workspace *ws);
+
+typedef struct split_k_args {
+    size_t M, N, K, nsl, part_floats, per_thread;
+    float alpha, beta;
+    const qnn_apacker *ap;
+    const qnn_bpacker *bp;
+    float *c, *part;
+    size_t ldc;
+    const qnn_gemm_epilogue *ep;
+    int nt;
+} split_k_args;
+
+/* Slice boundaries on multiples of the K slice keep every thread's slices full depth. */
+static size_t split_k0(const split_k_args *s, int t) {
+    return min_sz(s->K, share(s->nsl, t, s->nt) * QNN_KC);
+}
+
+/* Thread t's share of the product, then (after the team's barrier) its rows of the sum of the
+ * partials: orphaned directives, bound to the caller's parallel region. */
+static void split_k_thread(const split_k_args *s, int t) {
+    const size_t k0 = split_k0(s, t), k1 = split_k0(s, t + 1), M = s->M, N = s->N;
+    const shifted_a sa = {s->ap, k0};
+    const shifted_b sb = {s->bp, k0};
+    const qnn_apacker a1 = {pack_a_shifted, &sa, s->ap->rows ? rows_shifted : NULL};
+    const qnn_bpacker b1 = {pack_b_shifted, &sb, s->bp->rows ? rows_b_shifted : NULL};
+    gemm_job j;
+    if (t == 0)
+        gemm_plan(&j, M, N, k1 - k0, s->alpha, &a1, &b1, s->beta, s->c, s->ldc, NULL, 1);
+    else
+        gemm_plan(&j, M, N, k1 - k0, s->alpha, &a1, &b1, 0.0f, s->part + (size_t)(t - 1) * M * N,
+                  N, NULL, 1);
+    j.abuf = s->part + s->part_floats + (size_t)t * s->per_thread;
+    j.bbuf = j.abuf + gemm_a_floats(&j, 1);
+    gemm_run(&j, 0, 1);
+#pragma omp barrier
+#pragma omp for schedule(static)
+    for (long i = 0; i < (long)M; i++) {
+        float *ci = s->c + (size_t)i * s->ldc;
+        for (int u = 1; u < s->nt; u++) {
+            const float *pi = s->part + ((size_t)(u - 1) * M + (size_t)i) * N;
+            for (size_t j2 = 0; j2 < N; j2++) ci[j2] += pi[j2];
+        }
+        if (s->ep) s->ep->apply(s->ep->ctx, (size_t)i, 1, 0, N, s->c, s->ldc);
+    }
+}
+
 static int sgemm_split_k(size_t M, size_t N, size_t K, float alpha, const qnn_apacker *ap,
                          const qnn_bpacker *bp, float beta, float *c, size_t ldc,
                          const qnn_gemm_epilogue *ep, int nt, qnn_workspace *ws) {
-    /* Slice boundaries on multiples of the K slice keep every thread's slices full depth. */
-    const size_t nsl = (K + QNN_KC - 1) / QNN_KC;
-#define QNN_SPLIT_K0(t) min_sz(K, share(nsl, (t), nt) * QNN_KC)
+    split_k_args s = {M, N, K, (K + QNN_KC - 1) / QNN_KC, round_up((size_t)(nt - 1) * M * N, 16),
+                      0, alpha, beta, ap, bp, c, NULL, ldc, ep, nt};
     /* One slot holds the nt - 1 partial C's, then each thread's packing buffers, sized for the
      * largest of the threads' plans (their K ranges differ by at most one slice). */
-    const size_t part_floats = round_up((size_t)(nt - 1) * M * N, 16);
-    size_t per_thread = 0;
     for (int t = 0; t < nt; t++) {
         gemm_job pj;
-        gemm_plan(&pj, M, N, QNN_SPLIT_K0(t + 1) - QNN_SPLIT_K0(t), alpha, ap, bp, beta, c, ldc,
+        gemm_plan(&pj, M, N, split_k0(&s, t + 1) - split_k0(&s, t), alpha, ap, bp, beta, c, ldc,
                   NULL, 1);
         const size_t f = gemm_a_floats(&pj, 1) + gemm_b_floats(&pj);
-        if (f > per_thread) per_thread = f;
+        if (f > s.per_thread) s.per_thread = f;
     }
-    float *part = qnn_ws_get(ws, QNN_WS_SPLITK,
-                             (part_floats + (size_t)nt * per_thread) * sizeof(float));
-    if (!part) return QNN_ENOMEM;
+    s.part = qnn_ws_get(ws, QNN_WS_SPLITK, (s.part_floats + (size_t)nt * s.per_thread) * sizeof(float));
+    if (!s.part) return QNN_ENOMEM;
+    int short_team = 0;
 #pragma omp parallel num_threads(nt)
     {
-        const int t = thread_id();
-        const size_t k0 = QNN_SPLIT_K0(t), k1 = QNN_SPLIT_K0(t + 1);
-        const shifted_a sa = {ap, k0};
-        const shifted_b sb = {bp, k0};
-        const qnn_apacker a1 = {pack_a_shifted, &sa, ap->rows ? rows_shifted : NULL};
-        const qnn_bpacker b1 = {pack_b_shifted, &sb, bp->rows ? rows_b_shifted : NULL};
-        gemm_job j;
-        if (t == 0)
-            gemm_plan(&j, M, N, k1 - k0, alpha, &a1, &b1, beta, c, ldc, NULL, 1);
-        else
-            gemm_plan(&j, M, N, k1 - k0, alpha, &a1, &b1, 0.0f, part + (size_t)(t - 1) * M * N, N,
-                      NULL, 1);
-        j.abuf = part + part_floats + (size_t)t * per_thread;
-        j.bbuf = j.abuf + gemm_a_floats(&j, 1);
-        gemm_run(&j, 0, 1);
-#pragma omp barrier
-#pragma omp for schedule(static)
-        for (long i = 0; i < (long)M; i++) {
-            float *ci = c + (size_t)i * ldc;
-            for (int u = 1; u < nt; u++) {
-                const float *pi = part + ((size_t)(u - 1) * M + (size_t)i) * N;
-                for (size_t j2 = 0; j2 < N; j2++) ci[j2] += pi[j2];
-            }
-            if (ep) ep->apply(ep->ctx, (size_t)i, 1, 0, N, c, ldc);
+        /* The K shares and their buffers are planned for nt threads: a smaller team (see
+         * team_size) computes nothing here, and the product runs on one thread below. */
+        if (team_size() != nt) {
+#pragma omp atomic write
+            short_team = 1;
+        } else {
+            split_k_thread(&s, thread_id());
         }
     }
-#undef QNN_SPLIT_K0
+    if (short_team) return sgemm_ws(M, N, K, alpha, ap, bp, beta, c, ldc, ep, 1, ws);
     return QNN_OK;
 }
 
@@ -432,7 +466,7 @@ static int sgemm_ws(size_t M, size_t N, size_t K, float alpha, const qnn_apacker
         gemm_run(&j, 0, 1);
     } else {
 #pragma omp parallel num_threads(nt)
-        gemm_run(&j, thread_id(), nt);
+        gemm_run(&j, thread_id(), team_size()); /* buffers are sized for nt >= the team */
     }
     return QNN_OK;
 }
