@@ -62,6 +62,25 @@ def _core_flag(name):
     return getattr(_quant_ops, name)
 
 
+def _daz(v):
+    """Denormals-are-zero / flush-to-zero, as the kernels run (keeps the sign of zero)."""
+    return np.where(np.abs(v) < np.finfo(F32).tiny, v * F32(0), v).astype(F32)
+
+
+def np_ste_grad(z, dy, spec):
+    """dx = (dy * a) * g[code] in NumPy float32 (the relu family: g = 0 out of range, 1 for
+    x > 0, slope otherwise; STE form A: dy * a)."""
+    pb = spec[4]
+    a = F32(1.0 - pb.get("qf", 1.0)) if pb.get("flags", 0) & _core_flag("NO_STE") else F32(1)
+    with np.errstate(invalid="ignore", over="ignore"):
+        t = _daz(_daz(dy) * a)
+        if pb["op"] not in (Q.OP["RELU"], Q.OP["RELU_PO2"]):
+            return t
+        c1, c2 = np_codes(z, spec)
+        g = np.where(c1, F32(1), np.where(c2, F32(pb.get("slope", 0.0)), F32(0))).astype(F32)
+        return _daz(t * g)
+
+
 def packed(plane, groups):
     """(groups, rows, ceil(ng / 8)) bytes of a (rows, groups * ng) plane, little bit order."""
     rows, n = plane.shape
@@ -175,6 +194,7 @@ def test_codes_and_gradient_every_isa(isa, name, n):
     dy = awkward((3, n), n + 1)
     got = _core.quant_ste_backward("g", spec, mask, dy)
     np.testing.assert_array_equal(got, unfused_grad(z, dy, spec))
+    np.testing.assert_array_equal(got, np_ste_grad(z, dy, spec))
     # in place
     d2 = dy.copy()
     _core.quant_ste_backward("g", spec, mask, d2, out=d2)
