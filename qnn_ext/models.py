@@ -162,6 +162,24 @@ class Model(Layer):
             out.append(np.ascontiguousarray(a, dtype=F32))
         return out
 
+    def _only_user_fn(self):
+        """only_user(node, types): the node's one consumer when it has exactly one, of one of
+        `types`, fed by nothing else, and the node is not a model output; else None. The
+        fusions below run such a chain of layers as one kernel."""
+        uses = {}
+        for t in self._order:
+            for u in t.inputs:
+                uses.setdefault(id(u), []).append(t)
+        outs = {id(t) for t in self._outputs}
+
+        def only_user(t, types):
+            users = uses.get(id(t), [])
+            if (len(users) == 1 and id(t) not in outs and type(users[0].layer) in types
+                    and len(users[0].inputs) == 1):
+                return users[0]
+            return None
+        return only_user
+
     def _bn_act_pairs(self):
         """{id(batch-norm output): activation node} for every BatchNormalization whose output
         feeds exactly one Activation/QActivation and nothing else: in training, the pair runs
@@ -174,24 +192,16 @@ class Model(Layer):
         from .layers.pooling import MaxPooling2D
         if getattr(self, "_bn_act_cache", None) is not None and self._bn_act_cache[0] is self._order:
             return self._bn_act_cache[1]
-        uses = {}
-        for t in self._order:
-            for u in t.inputs:
-                uses.setdefault(id(u), []).append(t)
-        outs = {id(t) for t in self._outputs}
+        only_user = self._only_user_fn()
         pairs, pools = {}, {}
         for t in self._order:
-            users = uses.get(id(t), [])
-            if (type(t.layer) is BatchNormalization and len(users) == 1 and id(t) not in outs
-                    and type(users[0].layer) in (Activation, QActivation)
-                    and len(users[0].inputs) == 1):
-                a = users[0]
+            a = only_user(t, (Activation, QActivation))
+            if type(t.layer) is BatchNormalization and a is not None:
                 pairs[id(t)] = a
                 # ... and the activation feeds only a max pool whose windows tile its input
-                after = uses.get(id(a), [])
-                if (len(after) == 1 and id(a) not in outs and type(after[0].layer) is MaxPooling2D
-                        and after[0].layer.strides == after[0].layer.pool_size):
-                    pools[id(t)] = after[0]
+                p = only_user(a, (MaxPooling2D,))
+                if p is not None and p.layer.strides == p.layer.pool_size:
+                    pools[id(t)] = p
         self._bn_act_cache = (self._order, (pairs, pools))
         return pairs, pools
 
@@ -206,19 +216,7 @@ class Model(Layer):
         cache = getattr(self, "_wact_cache", None)
         if cache is not None and cache[0] is self._order:
             return cache[1]
-        uses = {}
-        for t in self._order:
-            for u in t.inputs:
-                uses.setdefault(id(u), []).append(t)
-        outs = {id(t) for t in self._outputs}
-
-        def only_user(t, types):
-            users = uses.get(id(t), [])
-            if (len(users) == 1 and id(t) not in outs and type(users[0].layer) in types
-                    and len(users[0].inputs) == 1):
-                return users[0]
-            return None
-
+        only_user = self._only_user_fn()
         pairs = {}
         for t in self._order:
             if getattr(t.layer, "_epilogue_shape", None) is None or len(t.inputs) != 1:

@@ -167,12 +167,7 @@ static int bias_act_arg(const char *who, PyObject *bo, PyObject *ao, PyObject *s
         e->ba.inner = (size_t)e->pa.inner_f;
         e->use = 1;
         if (want_mask) {
-            if (!qnn_quant_ste_code(&e->pa.pb, &e->ste)) {
-                PyErr_Format(PyExc_ValueError, "%s: ste_mask=True, but this quantizer's STE "
-                             "(op %d) reads the pre-activation itself and cannot be kept as a "
-                             "bit mask", who, e->pa.pb.op);
-                return -1;
-            }
+            if (qnn_py_ste_code(who, &e->pa.pb, &e->ste)) return -1;
             e->ba.ste = &e->ste;
             e->mask = 1;
         }

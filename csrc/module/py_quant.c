@@ -311,17 +311,11 @@ int qnn_py_act_spec(const char *who, PyObject *spec, npy_intp n, qnn_py_act *a) 
 
 /* ------------------------------------------------------------------ STEs kept as bit codes */
 
-/* The STE code of a spec's backward params; -1 with ValueError naming `who` when that STE
- * needs the pre-activation itself. */
-static int spec_ste(const char *who, PyObject *spec, npy_intp n, qnn_py_act *pa,
-                    qnn_ste_code *ste) {
-    if (qnn_py_act_spec(who, spec, n, pa)) return -1;
-    if (!qnn_quant_ste_code(&pa->pb, ste)) {
-        PyErr_Format(PyExc_ValueError, "%s: this quantizer's STE (op %d) reads the "
-                     "pre-activation itself and cannot be kept as a bit mask", who, pa->pb.op);
-        return -1;
-    }
-    return 0;
+int qnn_py_ste_code(const char *who, const qnn_quant_params *pb, qnn_ste_code *ste) {
+    if (qnn_quant_ste_code(pb, ste)) return 0;
+    PyErr_Format(PyExc_ValueError, "%s: this quantizer's STE (op %d) reads the pre-activation "
+                 "itself and cannot be kept as a bit mask (ste_mask)", who, pb->op);
+    return -1;
 }
 
 PyObject *qnn_py_ste_planes(PyObject *self, PyObject *args, PyObject *kw) {
@@ -355,7 +349,8 @@ PyObject *qnn_py_quant_ste_backward(PyObject *self, PyObject *args, PyObject *kw
     if (!dy) return NULL;
     qnn_py_act pa;
     qnn_ste_code ste;
-    if (spec_ste(who, spec, PyArray_SIZE(dy), &pa, &ste)) return NULL;
+    if (qnn_py_act_spec(who, spec, PyArray_SIZE(dy), &pa) || qnn_py_ste_code(who, &pa.pb, &ste))
+        return NULL;
     if (!PyArray_Check(mo) || PyArray_TYPE((PyArrayObject *)mo) != NPY_UINT8) {
         PyErr_Format(PyExc_TypeError, "%s: mask must be the uint8 array of a fused forward "
                      "(gemm/conv2d_forward with ste_mask=True), got %s", who,

@@ -17,4 +17,7 @@ typedef struct qnn_py_act {
     npy_intp S_f, inner_f, S_b, inner_b;
 } qnn_py_act;
 int qnn_py_act_spec(const char *who, PyObject *spec, npy_intp n, qnn_py_act *a);
+/* The bit-code form of the STE of backward params pb (qnn_quant_ste_code), or -1 with a
+ * ValueError naming `who` when that STE reads the pre-activation itself. */
+int qnn_py_ste_code(const char *who, const qnn_quant_params *pb, qnn_ste_code *ste);
 #endif

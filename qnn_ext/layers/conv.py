@@ -371,10 +371,8 @@ class _SeparableConv(QuantizedWeightsMixin, Layer):
         bias = self._quantize("bias", training) if self.use_bias else None
         z = _core.gemm(self.name, h2, pq.reshape(pq.shape[-2], pq.shape[-1]), bias=bias,
                        workspace=self._workspace, **ekw)
-        if fused is not None and not isinstance(fused, str):
-            z = (z[0].reshape(h.shape[:-1] + (self.filters,)), z[1])
-        else:
-            z = z.reshape(h.shape[:-1] + (self.filters,))
+        oshape = h.shape[:-1] + (self.filters,)
+        z = (z[0].reshape(oshape), z[1]) if isinstance(fused, tuple) else z.reshape(oshape)
         y, self._act_cache = act_after_epilogue(act, fused, z, training, self.name)
         self._cache = (x4, wd, pads, dq.shape, h2, pq, h.shape, x.shape)
         return y.reshape(y.shape[0], y.shape[2], y.shape[3]) if self.rank == 1 else y

@@ -353,11 +353,6 @@ static void rows_b_shifted(const void *ctx, size_t k0, size_t kc, size_t j0, siz
     s->bp->rows(s->bp->ctx, s->koff + k0, kc, j0, nr, tab);
 }
 
-/* Split-K: each thread reduces its own contiguous share of K into a private C (thread 0 straight
- * into C with beta), then the partials are added in thread order. Used when M x N offers too few
- * register tiles to share out but K is long (filter gradients: K = batch x pixels), where a
- * split over tiles would repack the same A block on every thread and meet at a barrier for every
- * K slice. The summation order depends on the thread count only through the K split. */
 static int sgemm_ws(size_t M, size_t N, size_t K, float alpha, const qnn_apacker *ap,
                     const qnn_bpacker *bp, float beta, float *c, size_t ldc,
                     const qnn_gemm_epilogue *ep, int nthreads, qnn_workspace *ws);
@@ -407,6 +402,11 @@ static void split_k_thread(const split_k_args *s, int t) {
     }
 }
 
+/* Split-K: each thread reduces its own contiguous share of K into a private C (thread 0 straight
+ * into C with beta), then the partials are added in thread order. Used when M x N offers too few
+ * register tiles to share out but K is long (filter gradients: K = batch x pixels), where a
+ * split over tiles would repack the same A block on every thread and meet at a barrier for every
+ * K slice. The summation order depends on the thread count only through the K split. */
 static int sgemm_split_k(size_t M, size_t N, size_t K, float alpha, const qnn_apacker *ap,
                          const qnn_bpacker *bp, float beta, float *c, size_t ldc,
                          const qnn_gemm_epilogue *ep, int nt, qnn_workspace *ws) {
