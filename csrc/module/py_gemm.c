@@ -363,7 +363,8 @@ static int conv_setup(const char *who, const char *xname, const npy_intp *xd, co
                             (size_t)wd[0], (size_t)wd[1], (size_t)wd[3],
                             (size_t)st[0], (size_t)st[1],
                             (size_t)pd[0], (size_t)pd[1], (size_t)pd[2], (size_t)pd[3],
-                            (size_t)dl[0], (size_t)dl[1], (size_t)groups, 0, 0};
+                            (size_t)dl[0], (size_t)dl[1], (size_t)groups, 0, 0,
+                            QNN_CONV_AUTO};
     const char *axis[2] = {"height", "width"};
     const size_t in[2] = {s->H, s->W}, k[2] = {s->KH, s->KW}, d[2] = {s->dh, s->dw};
     const size_t p0[2] = {s->pt, s->pl}, p1[2] = {s->pb, s->pr}, sd[2] = {s->sh, s->sw};
@@ -431,22 +432,34 @@ static PyObject *finish(const char *who, int rc, PyArrayObject *o) {
 
 /* ------------------------------------------------------------------ conv entry points */
 
+/* algo= of the forward and the input gradient (enum qnn_conv_algo). */
+static int parse_algo(const char *who, const char *name, qnn_conv2d_shape *s) {
+    static const char *const names[] = {"auto", "direct", "winograd"};
+    for (int i = 0; i < 3; i++)
+        if (strcmp(name, names[i]) == 0) { s->algo = i; return 0; }
+    PyErr_Format(PyExc_ValueError, "%s: algo must be 'auto', 'direct' or 'winograd', got '%s'",
+                 who, name);
+    return -1;
+}
+
 static PyObject *py_conv2d_forward(PyObject *self, PyObject *args, PyObject *kw) {
     (void)self;
     static char *kwlist[] = {"who", "x", "w", "strides", "padding", "dilation", "groups", "out",
-                             "bias", "act", "workspace", "ste_mask", "scale", "shift", NULL};
-    const char *who;
+                             "bias", "act", "workspace", "ste_mask", "scale", "shift", "algo",
+                             NULL};
+    const char *who, *algo = "auto";
     PyObject *xo, *wo, *so, *po, *dio, *go, *out = Py_None, *biaso = Py_None, *acto = Py_None;
     PyObject *wso = Py_None, *sco = Py_None, *sho = Py_None;
     int want_mask = 0;
-    if (!qnn_parse_args(args, kw, "sOOOOOO|OOOOpOO:conv2d_forward", kwlist, &who, &xo, &wo,
-                        &so, &po, &dio, &go, &out, &biaso, &acto, &wso, &want_mask, &sco, &sho))
+    if (!qnn_parse_args(args, kw, "sOOOOOO|OOOOpOOs:conv2d_forward", kwlist, &who, &xo, &wo,
+                        &so, &po, &dio, &go, &out, &biaso, &acto, &wso, &want_mask, &sco, &sho,
+                        &algo))
         return NULL;
     PyArrayObject *x, *w;
     npy_intp xd[4], wd[4], yd[4];
     qnn_conv2d_shape s;
     if (get_4d(who, "x", xo, X_WHAT, &x, xd) || get_4d(who, "w", wo, W_WHAT, &w, wd) ||
-        conv_setup(who, "x", xd, "w", wd, so, po, dio, go, &s))
+        conv_setup(who, "x", xd, "w", wd, so, po, dio, go, &s) || parse_algo(who, algo, &s))
         return NULL;
     y_dims(&s, yd);
     const npy_intp total = checked_prod(yd, 4); /* < 0: make_out reports the size */
@@ -479,18 +492,19 @@ static PyObject *py_conv2d_forward(PyObject *self, PyObject *args, PyObject *kw)
 static PyObject *py_conv2d_backward_input(PyObject *self, PyObject *args, PyObject *kw) {
     (void)self;
     static char *kwlist[] = {"who", "dy", "w", "x_shape", "strides", "padding", "dilation",
-                             "groups", "out", "workspace", NULL};
-    const char *who;
+                             "groups", "out", "workspace", "algo", NULL};
+    const char *who, *algo = "auto";
     PyObject *dyo, *wo, *xso, *so, *po, *dio, *go, *out = Py_None, *wso = Py_None;
-    if (!qnn_parse_args(args, kw, "sOOOOOOO|OO:conv2d_backward_input", kwlist, &who,
-                        &dyo, &wo, &xso, &so, &po, &dio, &go, &out, &wso))
+    if (!qnn_parse_args(args, kw, "sOOOOOOO|OOs:conv2d_backward_input", kwlist, &who,
+                        &dyo, &wo, &xso, &so, &po, &dio, &go, &out, &wso, &algo))
         return NULL;
     PyArrayObject *dy, *w;
     npy_intp dyd[4], wd[4], xd[4];
     qnn_conv2d_shape s;
     if (get_4d(who, "dy", dyo, "(batch, out_height, out_width, out_channels)", &dy, dyd) ||
         get_4d(who, "w", wo, W_WHAT, &w, wd) || parse_shape4(who, "x_shape", xso, xd) ||
-        conv_setup(who, "x_shape", xd, "w", wd, so, po, dio, go, &s) || check_dy(who, dy, &s))
+        conv_setup(who, "x_shape", xd, "w", wd, so, po, dio, go, &s) || check_dy(who, dy, &s) ||
+        parse_algo(who, algo, &s))
         return NULL;
     PyArrayObject *ins[2] = {dy, w};
     qnn_ws_lease lease;

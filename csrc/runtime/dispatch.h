@@ -4,6 +4,7 @@
 #define QNN_RUNTIME_DISPATCH_H
 
 #include "kernels/bnn/bnn.h"
+#include "kernels/conv/winograd.h"
 #include "kernels/gemm/gemm.h"
 #include "kernels/nn/nn.h"
 #include "kernels/quant/quant.h"
@@ -34,6 +35,7 @@ typedef struct qnn_dispatch {
     qnn_sgemm_pack_at_fn sgemm_pack_at;  /* packing a transposed A block */
     qnn_ste_encode_fn ste_encode;        /* quantizer STEs as bit codes (forward epilogue) */
     qnn_ste_decode_fn ste_decode;        /* ... and back to a gradient */
+    const qnn_wino_kernels *wino;        /* Winograd F(2x2, 3x3) transforms */
 } qnn_dispatch;
 
 extern qnn_dispatch qnn_dispatch_table;

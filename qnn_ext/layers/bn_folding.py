@@ -29,7 +29,7 @@ the quantizers pass their STE gradient.
 """
 import numpy as np
 
-from .. import _core
+from .. import _core, backend
 from .conv import QConv2D, QDepthwiseConv2D
 from .quant_utils import act_forward, serialize
 
@@ -307,7 +307,7 @@ class QConv2DBatchnorm(_BatchnormFolding, QConv2D):
         pads = self._pads(x.shape[1:-1])
         return _core.conv2d_forward(self.name, x, np.ascontiguousarray(w, F32), self.strides,
                                     pads, self.dilation_rate, self.groups,
-                                    workspace=self._workspace)
+                                    workspace=self._workspace, algo=backend.conv_algorithm())
 
     def _conv_grads(self, x, dz, w, need_dx):
         pads = self._pads(x.shape[1:-1])
@@ -317,7 +317,8 @@ class QConv2DBatchnorm(_BatchnormFolding, QConv2D):
                                           workspace=self._workspace)
         dx = (_core.conv2d_backward_input(self.name, dz, np.ascontiguousarray(w, F32), x.shape,
                                           self.strides, pads, self.dilation_rate, self.groups,
-                                          workspace=self._workspace)
+                                          workspace=self._workspace,
+                                          algo=backend.conv_algorithm())
               if need_dx else None)
         return dx, dw
 

@@ -3,7 +3,7 @@ Conv1D runs through the 2-D kernels with a height of 1. Float Keras layers are t
 without quantizers."""
 import numpy as np
 
-from .. import _core
+from .. import _core, backend
 from ..quantizers import get_quantizer
 from .base import Layer, _shape_str, positive_int
 from .quant_utils import (QuantizedWeightsMixin, act_backward, act_config, act_forward,
@@ -142,7 +142,7 @@ class _Conv(QuantizedWeightsMixin, Layer):
         bias = self._quantize("bias", training) if self.use_bias else None
         z = _core.conv2d_forward(self.name, x4, self._kernel2d(kq), self._s2(), pads, self._d2(),
                                  self.groups, bias=bias, workspace=self._workspace,
-                                 **ekw)
+                                 algo=backend.conv_algorithm(), **ekw)
         y, self._act_cache = act_after_epilogue(act, fused, z, training, self.name)
         self._cache = (x4, kq, pads, x.shape)
         return y.reshape(y.shape[0], y.shape[2], y.shape[3]) if self.rank == 1 else y
@@ -165,7 +165,8 @@ class _Conv(QuantizedWeightsMixin, Layer):
         if not self._need_input_grad:
             return None
         dx = _core.conv2d_backward_input(self.name, dz, k2, x4.shape, self._s2(), pads,
-                                         self._d2(), self.groups, workspace=self._workspace)
+                                         self._d2(), self.groups, workspace=self._workspace,
+                                         algo=backend.conv_algorithm())
         return dx.reshape(xshape)
 
     def get_config(self):
@@ -465,7 +466,8 @@ class Conv2DTranspose(Conv2D):
         pads = self._pads(out_sp)  # the forward convolution's padding on the output grid
         yshape = (x.shape[0],) + out_sp + (self.filters,)
         z = _core.conv2d_backward_input(self.name, x, kq, yshape, self.strides, pads,
-                                        self.dilation_rate, 1, workspace=self._workspace)
+                                        self.dilation_rate, 1, workspace=self._workspace,
+                                        algo=backend.conv_algorithm())
         if self.use_bias:
             z = _core.bias_add(self.name, z, self._quantize("bias", training), out=z)
         y, self._act_cache = act_forward(self.activation, z, training)
@@ -483,7 +485,7 @@ class Conv2DTranspose(Conv2D):
             grads.append(self._quantizer_grad("bias", _core.bias_grad(self.name, dz)))
         self.grads = grads if self.trainable else []
         return _core.conv2d_forward(self.name, dz, kq, self.strides, pads, self.dilation_rate, 1,
-                                    workspace=self._workspace)
+                                    workspace=self._workspace, algo=backend.conv_algorithm())
 
     def get_config(self):
         config = super().get_config()

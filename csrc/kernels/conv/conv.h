@@ -24,7 +24,13 @@ typedef struct qnn_conv2d_shape {
     size_t dh, dw;            /* dilation >= 1 */
     size_t groups;            /* divides C and CO */
     size_t HO, WO;            /* output y (N, HO, WO, CO), from qnn_conv2d_out_size */
+    int algo;                 /* enum qnn_conv_algo; 0 (auto) when left out of an initialiser */
 } qnn_conv2d_shape;
+
+/* How the forward (and the stride-1 input gradient, a forward convolution of dy) is computed:
+ * AUTO picks Winograd F(2x2, 3x3) (winograd.h) for the 3x3 stride-1 layers where it is the
+ * faster, DIRECT is always the implicit-im2col GEMM, WINOGRAD wherever the shape allows. */
+enum qnn_conv_algo { QNN_CONV_AUTO = 0, QNN_CONV_DIRECT = 1, QNN_CONV_WINOGRAD = 2 };
 
 /* Output extent (in + p0 + p1 - d*(k-1) - 1)/s + 1; returns 0, or -1 when it would be < 1. */
 int qnn_conv2d_out_size(size_t in, size_t k, size_t s, size_t p0, size_t p1, size_t d,
