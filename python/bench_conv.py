@@ -7,6 +7,11 @@ GFLOPS (2*N*HO*WO*KH*KW*Cin*Cout per pass; forward+backward = 3 passes), % of pe
 stated clock, and the ratio PyTorch time / our time (> 1: we are faster) for the forward and
 for forward+backward (PyTorch: conv2d forward + autograd.grad for input and weight).
 
+--algo (default auto) selects our forward / input-gradient algorithm (backend.set_conv_algorithm:
+auto = Winograd F(2x2, 3x3) on the layers it suits, the im2col GEMM elsewhere); the columns
+"fwd dir" / "dx dir" time the direct GEMM path in the same run. Winograd does fewer multiplies,
+so its GFLOPS (and %peak) are *effective*: the direct convolution's flop count over the time.
+
     python python/bench_conv.py
     python python/bench_conv.py --threads 2 --repeat 9
 """
@@ -42,6 +47,7 @@ def main():
     ap.add_argument("--threads", type=int, nargs="*", default=[1, 2])
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--clock-ghz", type=float, default=3.5)
+    ap.add_argument("--algo", choices=("auto", "direct", "winograd"), default="auto")
     args = ap.parse_args()
     try:
         import torch
@@ -58,7 +64,7 @@ def main():
         if torch:
             torch.set_num_threads(nt)
         hdr = (f"{'layer':<17}{'shape NHWC->Cout':<20}{'thr':>4}{'fwd ms':>8}{'dx ms':>8}"
-               f"{'dW ms':>8}{'fwd GF':>8}{'f+b GF':>8}{'%peak':>7}{'torch fwd':>10}"
+               f"{'dW ms':>8}{'fwd dir':>8}{'dx dir':>8}{'fwd GF':>8}{'f+b GF':>8}{'%peak':>7}{'torch fwd':>10}"
                f"{'torch f+b':>10}{'x fwd':>7}{'x f+b':>7}")
         print(hdr)
         print("-" * len(hdr))
@@ -68,10 +74,15 @@ def main():
             y = np.empty((n, h, h, co), np.float32)
             dy = rng.standard_normal(y.shape, dtype=np.float32)
             dx, dw = np.empty_like(x), np.empty_like(w)
-            tf = timeit(lambda: _core.conv2d_forward("c", x, w, (1, 1), PAD, (1, 1), 1, out=y),
-                        args.repeat)
-            tdx = timeit(lambda: _core.conv2d_backward_input("c", dy, w, x.shape, (1, 1), PAD,
-                                                            (1, 1), 1, out=dx), args.repeat)
+            t = {}
+            for algo in dict.fromkeys((args.algo, "direct")):
+                t[algo] = (
+                    timeit(lambda: _core.conv2d_forward("c", x, w, (1, 1), PAD, (1, 1), 1, out=y,
+                                                        algo=algo), args.repeat),
+                    timeit(lambda: _core.conv2d_backward_input("c", dy, w, x.shape, (1, 1), PAD,
+                                                               (1, 1), 1, out=dx, algo=algo),
+                           args.repeat))
+            tf, tdx = t[args.algo]
             tdw = timeit(lambda: _core.conv2d_backward_filter("c", x, dy, w.shape, (1, 1), PAD,
                                                              (1, 1), 1, out=dw), args.repeat)
             flop = 2.0 * n * h * h * 9 * ci * co
@@ -88,11 +99,13 @@ def main():
                               args.repeat)
             peak = nt * per_cycle * args.clock_ghz
             print(f"{what:<17}{f'{n}x{h}x{h}x{ci}->{co}':<20}{nt:>4}{tf * 1e3:>8.2f}"
-                  f"{tdx * 1e3:>8.2f}{tdw * 1e3:>8.2f}{flop / tf / 1e9:>8.1f}"
+                  f"{tdx * 1e3:>8.2f}{tdw * 1e3:>8.2f}{t['direct'][0] * 1e3:>8.2f}"
+                  f"{t['direct'][1] * 1e3:>8.2f}{flop / tf / 1e9:>8.1f}"
                   f"{3 * flop / tfb / 1e9:>8.1f}{100 * 3 * flop / tfb / 1e9 / peak:>6.0f}%"
                   f"{ttf * 1e3:>10.2f}{ttfb * 1e3:>10.2f}{ttf / tf:>7.2f}{ttfb / tfb:>7.2f}",
                   flush=True)
-    print("f+b = forward + dx + dW; %peak of f+b; x fwd / x f+b: PyTorch time / our time.")
+    print(f"algo {args.algo}; f+b = forward + dx + dW; %peak of f+b (effective for Winograd); "
+          "fwd dir / dx dir: our direct GEMM path; x fwd / x f+b: PyTorch time / our time.")
 
 
 if __name__ == "__main__":

@@ -60,9 +60,11 @@ def _reset_global_state():
         return
     backend.set_learning_phase(0)
     quantizers.set_internal_sigmoid("hard")
+    backend.set_conv_algorithm("auto")
     yield
     backend.set_learning_phase(0)
     quantizers.set_internal_sigmoid("hard")
+    backend.set_conv_algorithm("auto")
 
 
 @pytest.fixture

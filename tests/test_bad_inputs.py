@@ -1141,6 +1141,14 @@ TABLE["gemm"]["none"] = TABLE["gemm"]["none"] + [
     ("bias=None, act=None", set_(bias=None, act=None), Valid("no epilogue", same_as_base))]
 TABLE["conv2d_forward"]["shape"] = TABLE["conv2d_forward"]["shape"] + [
     ("bias of length 2", set_(bias=rng_arr((2,))), Raises(ValueError, "bias"))]
+# algo=: the convolution algorithm of the forward and the input gradient
+for _name in ("conv2d_forward", "conv2d_backward_input"):
+    TABLE[_name]["wrong_type"] = TABLE[_name]["wrong_type"] + [
+        ("algo='fast'", set_(algo="fast"), Raises(ValueError, "algo", "'fast'")),
+        ("algo=2", set_(algo=2), Raises(TypeError, "algo")),
+        ("algo=None", set_(algo=None), Raises(TypeError, "algo"))]
+    TABLE[_name]["none"] = TABLE[_name]["none"] + [
+        ("algo='direct'", set_(algo="direct"), Valid("the same result", same_as_base))]
 # workspace=: a _core.Workspace or None; anything else names the argument
 for _name in ("gemm", "conv2d_forward", "conv2d_backward_input", "conv2d_backward_filter"):
     TABLE[_name]["wrong_type"] = TABLE[_name]["wrong_type"] + [

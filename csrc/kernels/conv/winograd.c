@@ -59,23 +59,33 @@ static void wino_block(const wino_plan *p, size_t blk, float *my) {
     float *dump = zeros + round_up(C, 16); /* 4 rows: the transform's outputs never alias */
     const float **tab = (const float **)(void *)(dump + 4 * round_up(CO, 16));
 
-    /* 1. input transform, tile by tile (tile t: image n, tile row th, tile column tw) */
+    /* 1. input transform, tile by tile; the tile position advances without divisions */
+    const size_t r0 = t0 / TW, tw0 = t0 % TW;
+    size_t n = r0 / TH, th = r0 % TH, tw = tw0;
     for (size_t t = 0; t < T; t++) {
-        const size_t r = (t0 + t) / TW, tw = (t0 + t) % TW, n = r / TH, th = r % TH;
         const idx ih0 = (idx)(2 * th) - (idx)s->pt, iw0 = (idx)(2 * tw) - (idx)s->pl;
+        const float *xn = p->x + n * s->H * s->W * C;
         const float *d[16];
-        float *v[16];
-        for (size_t i = 0; i < 4; i++) {
-            const idx ih = ih0 + (idx)i;
-            for (size_t j = 0; j < 4; j++) {
-                const idx iw = iw0 + (idx)j;
-                d[i * 4 + j] = ih >= 0 && ih < (idx)s->H && iw >= 0 && iw < (idx)s->W
-                                   ? p->x + ((n * s->H + (size_t)ih) * s->W + (size_t)iw) * C
-                                   : zeros;
+        if (ih0 >= 0 && iw0 >= 0 && ih0 + 4 <= (idx)s->H && iw0 + 4 <= (idx)s->W) {
+            const float *b = xn + ((size_t)ih0 * s->W + (size_t)iw0) * C;
+            for (size_t i = 0; i < 4; i++)
+                for (size_t j = 0; j < 4; j++) d[i * 4 + j] = b + (i * s->W + j) * C;
+        } else {
+            for (size_t i = 0; i < 4; i++) {
+                const idx ih = ih0 + (idx)i;
+                for (size_t j = 0; j < 4; j++) {
+                    const idx iw = iw0 + (idx)j;
+                    d[i * 4 + j] = ih >= 0 && ih < (idx)s->H && iw >= 0 && iw < (idx)s->W
+                                       ? xn + ((size_t)ih * s->W + (size_t)iw) * C
+                                       : zeros;
+                }
             }
         }
-        for (size_t xi = 0; xi < 16; xi++) v[xi] = V + xi * p->vplane + t * C;
-        wk->input(d, v, C);
+        wk->input(d, V + t * C, p->vplane, C);
+        if (++tw == TW) {
+            tw = 0;
+            if (++th == TH) { th = 0; n++; }
+        }
     }
 
     /* 2. the 16 products (T x C) @ (C x CO), the transformed rows read in place */
@@ -96,19 +106,24 @@ static void wino_block(const wino_plan *p, size_t blk, float *my) {
     }
 
     /* 3. output transform; outputs past the edge of an odd-sized image go to a dump row */
+    n = r0 / TH; th = r0 % TH; tw = tw0;
     for (size_t t = 0; t < T; t++) {
-        const size_t r = (t0 + t) / TW, tw = (t0 + t) % TW, n = r / TH, th = r % TH;
-        const float *m[16];
         float *yo[4];
-        for (size_t xi = 0; xi < 16; xi++) m[xi] = M + xi * p->mplane + t * CO;
-        for (size_t i = 0; i < 2; i++)
-            for (size_t j = 0; j < 2; j++) {
-                const size_t oh = 2 * th + i, ow = 2 * tw + j;
-                yo[i * 2 + j] = oh < s->HO && ow < s->WO
-                                    ? p->y + ((n * s->HO + oh) * s->WO + ow) * CO
-                                    : dump + (i * 2 + j) * round_up(CO, 16);
-            }
-        wk->output(m, yo, CO);
+        float *yb = p->y + ((n * s->HO + 2 * th) * s->WO + 2 * tw) * CO;
+        if (2 * th + 2 <= s->HO && 2 * tw + 2 <= s->WO) {
+            yo[0] = yb; yo[1] = yb + CO; yo[2] = yb + s->WO * CO; yo[3] = yo[2] + CO;
+        } else {
+            for (size_t i = 0; i < 2; i++)
+                for (size_t j = 0; j < 2; j++)
+                    yo[i * 2 + j] = 2 * th + i < s->HO && 2 * tw + j < s->WO
+                                        ? yb + (i * s->WO + j) * CO
+                                        : dump + (i * 2 + j) * round_up(CO, 16);
+        }
+        wk->output(M + t * CO, p->mplane, yo, CO);
+        if (++tw == TW) {
+            tw = 0;
+            if (++th == TH) { th = 0; n++; }
+        }
     }
 
     /* 4. the epilogue over the block's outputs while they are in L2: in each tile row the

@@ -19,12 +19,12 @@
 #include "kernels/conv/conv.h"
 
 /* Input transform of one tile: d[i*4 + j] is the C channels of input pixel (i, j) of the
- * 4x4 window (a run of zeros where it falls in the padding); v[xi] receives the C channels of
- * transformed element xi = (r*4 + s) of B^T d B. */
-typedef void (*qnn_wino_in_fn)(const float *const *d, float *const *v, size_t C);
-/* Output transform of one tile: m[xi] holds the CO channels of element xi of the 16 products
- * summed over input channels; y[i*2 + j] receives output pixel (i, j) of A^T m A. */
-typedef void (*qnn_wino_out_fn)(const float *const *m, float *const *y, size_t CO);
+ * 4x4 window (a run of zeros where it falls in the padding); v + xi*vs receives the C channels
+ * of transformed element xi = (r*4 + s) of B^T d B. */
+typedef void (*qnn_wino_in_fn)(const float *const *d, float *v, size_t vs, size_t C);
+/* Output transform of one tile: m + xi*ms holds the CO channels of element xi of the 16
+ * products summed over input channels; y[i*2 + j] receives output pixel (i, j) of A^T m A. */
+typedef void (*qnn_wino_out_fn)(const float *m, size_t ms, float *const *y, size_t CO);
 /* Kernel transform of input channels [c0, c1): w is the HWIO 3 x 3 x C x CO kernel; element xi
  * of G g G^T for (c, o) goes to u[xi*ustride + (o / nr)*C*nr + c*nr + o % nr] (the packed-B
  * sliver layout of the sgemm microkernel with NR = nr), columns o >= CO of the last sliver

@@ -15,18 +15,21 @@
 
 
 
-static void QNN_FN(wino_input)(const float *const *d, float *const *v, size_t C) {
+static void QNN_FN(wino_input)(const float *const *d, float *v, size_t vs, size_t C) {
     const float *restrict d0 = d[0], *restrict d1 = d[1], *restrict d2 = d[2],
                 *restrict d3 = d[3], *restrict d4 = d[4], *restrict d5 = d[5],
                 *restrict d6 = d[6], *restrict d7 = d[7], *restrict d8 = d[8],
                 *restrict d9 = d[9], *restrict d10 = d[10], *restrict d11 = d[11],
                 *restrict d12 = d[12], *restrict d13 = d[13], *restrict d14 = d[14],
                 *restrict d15 = d[15];
-    float *restrict v0 = v[0], *restrict v1 = v[1], *restrict v2 = v[2], *restrict v3 = v[3],
-                    *restrict v4 = v[4], *restrict v5 = v[5], *restrict v6 = v[6],
-                    *restrict v7 = v[7], *restrict v8 = v[8], *restrict v9 = v[9],
-                    *restrict v10 = v[10], *restrict v11 = v[11], *restrict v12 = v[12],
-                    *restrict v13 = v[13], *restrict v14 = v[14], *restrict v15 = v[15];
+    float *restrict v0 = v, *restrict v1 = v + vs, *restrict v2 = v + 2 * vs,
+                    *restrict v3 = v + 3 * vs, *restrict v4 = v + 4 * vs,
+                    *restrict v5 = v + 5 * vs, *restrict v6 = v + 6 * vs,
+                    *restrict v7 = v + 7 * vs, *restrict v8 = v + 8 * vs,
+                    *restrict v9 = v + 9 * vs, *restrict v10 = v + 10 * vs,
+                    *restrict v11 = v + 11 * vs, *restrict v12 = v + 12 * vs,
+                    *restrict v13 = v + 13 * vs, *restrict v14 = v + 14 * vs,
+                    *restrict v15 = v + 15 * vs;
 #pragma omp simd
     for (size_t c = 0; c < C; c++) {
         /* rows: t = B^T d (column j of d is d[j], d[4 + j], d[8 + j], d[12 + j]) */
@@ -46,13 +49,15 @@ static void QNN_FN(wino_input)(const float *const *d, float *const *v, size_t C)
     }
 }
 
-static void QNN_FN(wino_output)(const float *const *m, float *const *y, size_t CO) {
-    const float *restrict m0 = m[0], *restrict m1 = m[1], *restrict m2 = m[2],
-                *restrict m3 = m[3], *restrict m4 = m[4], *restrict m5 = m[5],
-                *restrict m6 = m[6], *restrict m7 = m[7], *restrict m8 = m[8],
-                *restrict m9 = m[9], *restrict m10 = m[10], *restrict m11 = m[11],
-                *restrict m12 = m[12], *restrict m13 = m[13], *restrict m14 = m[14],
-                *restrict m15 = m[15];
+static void QNN_FN(wino_output)(const float *m, size_t ms, float *const *y, size_t CO) {
+    const float *restrict m0 = m, *restrict m1 = m + ms, *restrict m2 = m + 2 * ms,
+                *restrict m3 = m + 3 * ms, *restrict m4 = m + 4 * ms,
+                *restrict m5 = m + 5 * ms, *restrict m6 = m + 6 * ms,
+                *restrict m7 = m + 7 * ms, *restrict m8 = m + 8 * ms,
+                *restrict m9 = m + 9 * ms, *restrict m10 = m + 10 * ms,
+                *restrict m11 = m + 11 * ms, *restrict m12 = m + 12 * ms,
+                *restrict m13 = m + 13 * ms, *restrict m14 = m + 14 * ms,
+                *restrict m15 = m + 15 * ms;
     float *restrict y0 = y[0], *restrict y1 = y[1], *restrict y2 = y[2], *restrict y3 = y[3];
 #pragma omp simd
     for (size_t c = 0; c < CO; c++) {
