@@ -106,6 +106,37 @@ def test_conv2d_forward_and_backward(geo, isa, nt, seed):
 
 
 @st.composite
+def winograd_geometry(draw):
+    pad = tuple(draw(st.integers(0, 2)) for _ in range(4))
+    h, w = draw(st.integers(1, 10)), draw(st.integers(1, 10))
+    assume(h + pad[0] + pad[1] >= 3 and w + pad[2] + pad[3] >= 3)
+    return ((draw(st.sampled_from([0, 1, 2, 3])), h, w, draw(dims(1, 40))),
+            draw(dims(1, 40)), pad)
+
+
+@given(geo=winograd_geometry(), isa=isas, nt=threads, seed=st.integers(0, 2 ** 16))
+def test_winograd_forward_and_input_gradient(geo, isa, nt, seed):
+    """algo='winograd' on any 3x3 stride-1 shape: forward and dx within the rounding bound of
+    the transforms' magnitudes (tests/test_winograd.py) of the float64 convolution."""
+    from test_winograd import np_winograd, flipped
+    count()
+    xs, co, pad = geo
+    x, w = arr(seed, xs), arr(seed + 1, (3, 3, xs[3], co))
+    with at(isa, nt):
+        y = _core.conv2d_forward("fuzz", x, w, (1, 1), pad, (1, 1), 1, algo="winograd")
+        dy = arr(seed + 2, y.shape)
+        dx = _core.conv2d_backward_input("fuzz", dy, w, xs, (1, 1), pad, (1, 1), 1,
+                                         algo="winograd")
+    if xs[0] == 0:
+        assert y.shape[0] == 0 and dx.shape == xs
+        return
+    close(y, conv_ref(x, w, (1, 1), pad, (1, 1), 1), np_winograd(x, w, pad, magnitude=True))
+    fpad = tuple(2 - p for p in pad)
+    close(dx, conv_dx_ref(dy, w, xs, (1, 1), pad, (1, 1), 1),
+          np_winograd(dy, flipped(w), fpad, magnitude=True))
+
+
+@st.composite
 def pool_geometry(draw):
     ph, pw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
     pad = (draw(st.integers(0, ph - 1)), draw(st.integers(0, ph - 1)),
