@@ -9,14 +9,6 @@
 #include "runtime/threads.h"
 #include "runtime/workspace.h"
 
-#ifdef _OPENMP
-#include <omp.h>
-static int thread_id(void) { return omp_get_thread_num(); }
-static int team_size(void) { return omp_get_num_threads(); }
-#else
-static int thread_id(void) { return 0; }
-static int team_size(void) { return 1; }
-#endif
 
 typedef ptrdiff_t idx;
 
@@ -142,7 +134,7 @@ static void wino_block(const wino_plan *p, size_t blk, float *my) {
 }
 
 static void wino_run(const wino_plan *p) {
-    const int tid = thread_id(), nt = team_size();
+    const int tid = qnn_thread_id(), nt = qnn_team_size();
     const qnn_fpenv env = qnn_fpenv_flush_begin(); /* as the GEMM runs */
     float *my = p->scratch + (size_t)tid * p->scratch_floats;
     memset(my + 16 * (p->vplane + p->mplane), 0, round_up(p->s->C, 16) * sizeof(float));
@@ -168,7 +160,7 @@ int qnn_conv2d_winograd(const qnn_conv2d_shape *s, const float *x, const float *
         const int nt = qnn_threads_for(16 * uplane);
 #pragma omp parallel num_threads(nt) if (nt > 1)
         {
-            const int tid = thread_id(), tn = team_size();
+            const int tid = qnn_thread_id(), tn = qnn_team_size();
             wk->kernel(w, C, CO, C * (size_t)tid / (size_t)tn, C * (size_t)(tid + 1) / (size_t)tn,
                        nr, u, uplane);
         }

@@ -10,17 +10,6 @@
 #include "runtime/threads.h"
 #include "runtime/workspace.h"
 
-#ifdef _OPENMP
-#include <omp.h>
-static int thread_id(void) { return omp_get_thread_num(); }
-/* The team actually running: the runtime may give fewer threads than num_threads asked for
- * (OMP_DYNAMIC, OMP_THREAD_LIMIT, a nested region), and a static partition made for the
- * requested count would leave the missing threads' share of C unwritten. */
-static int team_size(void) { return omp_get_num_threads(); }
-#else
-static int thread_id(void) { return 0; }
-static int team_size(void) { return 1; }
-#endif
 
 /* Cache blocking for a 48 KB L1D and 1 MB L2 (spec/performance.md §1): a KC x NR sliver of B
  * (32 KB for NR = 32) stays in L1 while MR-row slivers of A stream from L2; the MC x KC block of A
@@ -428,11 +417,11 @@ static int sgemm_split_k(size_t M, size_t N, size_t K, float alpha, const qnn_ap
     {
         /* The K shares and their buffers are planned for nt threads: a smaller team (see
          * team_size) computes nothing here, and the product runs on one thread below. */
-        if (team_size() != nt) {
+        if (qnn_team_size() != nt) {
 #pragma omp atomic write
             short_team = 1;
         } else {
-            split_k_thread(&s, thread_id());
+            split_k_thread(&s, qnn_thread_id());
         }
     }
     if (short_team) return sgemm_ws(M, N, K, alpha, ap, bp, beta, c, ldc, ep, 1, ws);
@@ -466,7 +455,7 @@ static int sgemm_ws(size_t M, size_t N, size_t K, float alpha, const qnn_apacker
         gemm_run(&j, 0, 1);
     } else {
 #pragma omp parallel num_threads(nt)
-        gemm_run(&j, thread_id(), team_size()); /* buffers are sized for nt >= the team */
+        gemm_run(&j, qnn_thread_id(), qnn_team_size()); /* buffers are sized for nt >= the team */
     }
     return QNN_OK;
 }
