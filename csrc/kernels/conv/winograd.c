@@ -1,5 +1,6 @@
-/* Winograd F(2x2, 3x3) driver (winograd.h): blocks of whole tile rows, each transformed,
- * multiplied and transformed back while it is in L2, split between threads. */
+/* Winograd F(2x2, 3x3) driver (winograd.h): blocks of tiles (a multiple of the register
+ * tile's rows), each transformed, multiplied and transformed back while it is in L2, split
+ * between threads. */
 #include "kernels/conv/winograd.h"
 
 #include <string.h>
@@ -8,7 +9,6 @@
 #include "runtime/fpenv.h"
 #include "runtime/threads.h"
 #include "runtime/workspace.h"
-
 
 typedef ptrdiff_t idx;
 
@@ -33,7 +33,7 @@ typedef struct wino_plan {
     const qnn_bias_act *ba;
     size_t TH, TW, tiles, tiles_per_block, nblocks;
     size_t vplane, mplane;      /* plane strides of the block buffers */
-    float *scratch;             /* per thread: V, M, zeros, a dump row, the row table */
+    float *scratch;             /* per thread: V, M, zeros, four dump rows, the row table */
     size_t scratch_floats;
 } wino_plan;
 
@@ -41,22 +41,39 @@ typedef struct wino_plan {
  * the same L1 sets, and the transforms touch all 16 at once. */
 static size_t plane_floats(size_t tiles, size_t width) { return round_up(tiles * width, 16) + 16; }
 
+/* A tile's place: image n, tile row th, tile column tw (tiles are numbered in that order). */
+typedef struct tile_pos {
+    size_t n, th, tw;
+} tile_pos;
+
+static tile_pos tile_at(const wino_plan *p, size_t t) {
+    const size_t r = t / p->TW;
+    return (tile_pos){r / p->TH, r % p->TH, t % p->TW};
+}
+
+/* The next tile in order, without divisions. */
+static void next_tile(const wino_plan *p, tile_pos *q) {
+    if (++q->tw == p->TW) {
+        q->tw = 0;
+        if (++q->th == p->TH) { q->th = 0; q->n++; }
+    }
+}
+
 static void wino_block(const wino_plan *p, size_t blk, float *my) {
     const qnn_conv2d_shape *s = p->s;
     const qnn_wino_kernels *wk = qnn_dispatch_table.wino;
-    const size_t C = s->C, CO = s->CO, TW = p->TW, TH = p->TH;
+    const size_t C = s->C, CO = s->CO, TW = p->TW;
     const size_t mr = (size_t)qnn_dispatch_table.sgemm_mr, nr = (size_t)qnn_dispatch_table.sgemm_nr;
     const size_t t0 = blk * p->tiles_per_block, T = min_sz(p->tiles, t0 + p->tiles_per_block) - t0;
     float *V = my, *M = V + 16 * p->vplane, *zeros = M + 16 * p->mplane;
     float *dump = zeros + round_up(C, 16); /* 4 rows: the transform's outputs never alias */
     const float **tab = (const float **)(void *)(dump + 4 * round_up(CO, 16));
 
-    /* 1. input transform, tile by tile; the tile position advances without divisions */
-    const size_t r0 = t0 / TW, tw0 = t0 % TW;
-    size_t n = r0 / TH, th = r0 % TH, tw = tw0;
-    for (size_t t = 0; t < T; t++) {
-        const idx ih0 = (idx)(2 * th) - (idx)s->pt, iw0 = (idx)(2 * tw) - (idx)s->pl;
-        const float *xn = p->x + n * s->H * s->W * C;
+    /* 1. input transform, tile by tile */
+    tile_pos q = tile_at(p, t0);
+    for (size_t t = 0; t < T; t++, next_tile(p, &q)) {
+        const idx ih0 = (idx)(2 * q.th) - (idx)s->pt, iw0 = (idx)(2 * q.tw) - (idx)s->pl;
+        const float *xn = p->x + q.n * s->H * s->W * C;
         const float *d[16];
         if (ih0 >= 0 && iw0 >= 0 && ih0 + 4 <= (idx)s->H && iw0 + 4 <= (idx)s->W) {
             const float *b = xn + ((size_t)ih0 * s->W + (size_t)iw0) * C;
@@ -74,10 +91,6 @@ static void wino_block(const wino_plan *p, size_t blk, float *my) {
             }
         }
         wk->input(d, V + t * C, p->vplane, C);
-        if (++tw == TW) {
-            tw = 0;
-            if (++th == TH) { th = 0; n++; }
-        }
     }
 
     /* 2. the 16 products (T x C) @ (C x CO), the transformed rows read in place */
@@ -98,37 +111,36 @@ static void wino_block(const wino_plan *p, size_t blk, float *my) {
     }
 
     /* 3. output transform; outputs past the edge of an odd-sized image go to a dump row */
-    n = r0 / TH; th = r0 % TH; tw = tw0;
-    for (size_t t = 0; t < T; t++) {
+    q = tile_at(p, t0);
+    for (size_t t = 0; t < T; t++, next_tile(p, &q)) {
+        const size_t oh = 2 * q.th, ow = 2 * q.tw;
         float *yo[4];
-        float *yb = p->y + ((n * s->HO + 2 * th) * s->WO + 2 * tw) * CO;
-        if (2 * th + 2 <= s->HO && 2 * tw + 2 <= s->WO) {
+        float *yb = p->y + ((q.n * s->HO + oh) * s->WO + ow) * CO;
+        if (oh + 2 <= s->HO && ow + 2 <= s->WO) {
             yo[0] = yb; yo[1] = yb + CO; yo[2] = yb + s->WO * CO; yo[3] = yo[2] + CO;
         } else {
             for (size_t i = 0; i < 2; i++)
                 for (size_t j = 0; j < 2; j++)
-                    yo[i * 2 + j] = 2 * th + i < s->HO && 2 * tw + j < s->WO
+                    yo[i * 2 + j] = oh + i < s->HO && ow + j < s->WO
                                         ? yb + (i * s->WO + j) * CO
                                         : dump + (i * 2 + j) * round_up(CO, 16);
         }
         wk->output(M + t * CO, p->mplane, yo, CO);
-        if (++tw == TW) {
-            tw = 0;
-            if (++th == TH) { th = 0; n++; }
-        }
     }
 
     /* 4. the epilogue over the block's outputs while they are in L2: in each tile row the
      * block covers, two runs of output pixels (one per output row of the tiles) */
     if (p->ba) {
+        q = tile_at(p, t0);
         for (size_t t = 0; t < T;) {
-            const size_t r = (t0 + t) / TW, tw0 = (t0 + t) % TW, n = r / TH, th = r % TH;
-            const size_t tw1 = min_sz(TW, tw0 + (T - t));
-            const size_t ow0 = 2 * tw0, ow1 = min_sz(2 * tw1, s->WO);
-            for (size_t oh = 2 * th; oh < min_sz(2 * th + 2, s->HO); oh++)
-                qnn_bias_act_apply(p->ba, (n * s->HO + oh) * s->WO + ow0, ow1 - ow0, 0, CO, p->y,
-                                   CO);
-            t += tw1 - tw0;
+            const size_t run = min_sz(TW - q.tw, T - t); /* tiles left in this tile row */
+            const size_t ow0 = 2 * q.tw, ow1 = min_sz(2 * (q.tw + run), s->WO);
+            for (size_t oh = 2 * q.th; oh < min_sz(2 * q.th + 2, s->HO); oh++)
+                qnn_bias_act_apply(p->ba, (q.n * s->HO + oh) * s->WO + ow0, ow1 - ow0, 0, CO,
+                                   p->y, CO);
+            t += run;
+            q.tw += run - 1; /* to the row's last tile (or the block's), then one more */
+            next_tile(p, &q);
         }
     }
 }
@@ -179,8 +191,7 @@ int qnn_conv2d_winograd(const qnn_conv2d_shape *s, const float *x, const float *
                                         sizeof(float) - 1) / sizeof(float), 16);
     p.scratch_floats = 16 * (p.vplane + p.mplane) + round_up(C, 16) + 4 * round_up(CO, 16) +
                        tab_floats;
-    const size_t flops = 2 * 16 * tiles * C * CO;
-    int nt = qnn_threads_for(flops / 16);
+    int nt = qnn_threads_for(2 * tiles * C * CO);
     if ((size_t)nt > p.nblocks) nt = (int)p.nblocks;
     p.scratch = qnn_ws_get(ws, QNN_WS_GEMM_A, (size_t)nt * p.scratch_floats * sizeof(float));
     if (!p.scratch) return QNN_ENOMEM;
