@@ -4,11 +4,14 @@ Square and conv-shaped products (M = pixels, N = Cout, K = 9*Cin), 1 and 2 threa
 level of our kernels this CPU has. NumPy is measured in child processes because OpenBLAS reads
 OPENBLAS_CORETYPE once at load: once with the variable as the environment sets it ("env", the
 image exports Haswell = AVX2 kernels) and once with it unset (auto-detection picks OpenBLAS's
-AVX-512 kernels). Prints one table: median GFLOPS of --repeat warm runs, % of this CPU's peak
-(stated clock x 64 FLOP/cycle/core for AVX-512, 32 for AVX2) and ratios ours / reference.
+AVX-512 kernels). The whole comparison runs --rounds times (references, then ours, per round):
+this VM's speed drifts by 5-10% within minutes, so a ratio is taken within a round and the
+table prints the median over rounds (GFLOPS: median of the rounds' medians of --repeat warm
+runs), with the lowest and highest round's ratio to OpenBLAS's AVX-512 kernels. % of peak is of
+the stated clock x 64 FLOP/cycle/core for AVX-512, 32 for AVX2.
 
     python python/bench_gemm.py                 # all shapes, 1 and 2 threads
-    python python/bench_gemm.py --threads 1 --quick
+    python python/bench_gemm.py --threads 1 --quick --rounds 1
 """
 import argparse
 import json
@@ -78,6 +81,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--threads", type=int, nargs="*", default=[1, 2])
     ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--clock-ghz", type=float, default=3.5,
                     help="sustained clock used for %% of peak (spec/performance.md §0)")
     ap.add_argument("--quick", action="store_true", help="three shapes only")
@@ -97,34 +101,51 @@ def main():
           f"OPENBLAS_CORETYPE in the environment: {env_core!r}; peak at {args.clock_ghz} GHz: "
           f"{64 * args.clock_ghz:.0f} GFLOPS/core AVX-512, {32 * args.clock_ghz:.0f} AVX2")
     hdr = (f"{'shape (M x N x K)':<34}{'thr':>4}{'isa':>7}{'GFLOPS':>8}{'%peak':>7}"
-           f"{'np env':>8}{'np unset':>9}{'torch':>7}{'x np env':>9}{'x np unset':>11}{'x torch':>8}")
+           f"{'np env':>8}{'np unset':>9}{'torch':>7}{'x np env':>9}{'x np unset':>11}"
+           f"{'(rounds)':>12}{'x torch':>8}")
     print(hdr)
     print("-" * len(hdr))
     prev_isa = _core.get_isa()
+    ws = _core.Workspace()  # persistent packing buffers, as the layers use them
+    med = lambda v: float(np.median(v)) if v else float("nan")  # noqa: E731
     for nt in args.threads:
-        ref_env = run_child("numpy", shapes, nt, args.repeat, "env")
-        ref_unset = run_child("numpy", shapes, nt, args.repeat, "unset")
-        ref_torch = run_child("torch", shapes, nt, args.repeat, "env")
-        _core.set_num_threads(nt)
+        times = {}  # (key, isa or reference) -> seconds per round
+        for _ in range(max(1, args.rounds)):
+            refs = {"env": run_child("numpy", shapes, nt, args.repeat, "env"),
+                    "unset": run_child("numpy", shapes, nt, args.repeat, "unset"),
+                    "torch": run_child("torch", shapes, nt, args.repeat, "env")}
+            _core.set_num_threads(nt)
+            for m, n, k, _ in shapes:
+                key = f"{m}x{n}x{k}"
+                for name, ref in refs.items():
+                    if ref:
+                        times.setdefault((key, name), []).append(ref[key])
+                a, b, c = operands(m, n, k)
+                for isa in isas:
+                    _core.set_isa(isa)
+                    run = lambda: _core.gemm("bench", a, b, out=c, workspace=ws)  # noqa: E731
+                    times.setdefault((key, isa), []).append(timeit(run, args.repeat))
         for m, n, k, what in shapes:
             key = f"{m}x{n}x{k}"
-            a, b, c = operands(m, n, k)
             flop = 2.0 * m * n * k
+            gf = {name: flop / med(v) / 1e9 for (kk, name), v in times.items() if kk == key}
             for isa in isas:
-                _core.set_isa(isa)
-                t = timeit(lambda: _core.gemm("bench", a, b, out=c), args.repeat)
+                ours = times[(key, isa)]
+                ratio = {name: [r / o for r, o in zip(times[(key, name)], ours)]
+                         for name in ("env", "unset", "torch") if (key, name) in times}
                 peak = nt * args.clock_ghz * (64 if isa == "avx512" else 32)
-                g = flop / t / 1e9
-                te, tu = ref_env[key], ref_unset[key]
-                tt = ref_torch[key] if ref_torch else None
-                print(f"{key + ' ' + what:<34}{nt:>4}{isa:>7}{g:>8.1f}{100 * g / peak:>6.0f}%"
-                      f"{flop / te / 1e9:>8.1f}{flop / tu / 1e9:>9.1f}"
-                      f"{(flop / tt / 1e9) if tt else float('nan'):>7.1f}"
-                      f"{te / t:>9.2f}{tu / t:>11.2f}{(tt / t) if tt else float('nan'):>8.2f}",
-                      flush=True)
+                lo_hi = (f"{min(ratio['unset']):.2f}-{max(ratio['unset']):.2f}"
+                         if len(ours) > 1 else "")
+                print(f"{key + ' ' + what:<34}{nt:>4}{isa:>7}{gf[isa]:>8.1f}"
+                      f"{100 * gf[isa] / peak:>6.0f}%{gf['env']:>8.1f}{gf['unset']:>9.1f}"
+                      f"{gf.get('torch', float('nan')):>7.1f}{med(ratio['env']):>9.2f}"
+                      f"{med(ratio['unset']):>11.2f}{lo_hi:>12}"
+                      f"{med(ratio.get('torch', [])):>8.2f}", flush=True)
     _core.set_isa(prev_isa)
-    print("GFLOPS: ours; np env / np unset / torch: GFLOPS of the references; x ...: speed "
-          "ratio ours / reference (> 1: we are faster). Median of", args.repeat, "runs.")
+    print(f"GFLOPS: ours; np env / np unset / torch: GFLOPS of the references (median over "
+          f"{args.rounds} rounds of the median of {args.repeat} runs); x ...: speed ratio ours / "
+          f"reference within a round (> 1: we are faster), median over rounds; (rounds): lowest "
+          f"and highest round's x np unset.")
 
 
 if __name__ == "__main__":
