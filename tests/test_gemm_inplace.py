@@ -1,9 +1,9 @@
 """The GEMM's in-place A path against its packed path.
 
-A row-major A (unit column stride) in a product at most 8 B slivers wide is not copied into
-packed blocks: the indirect microkernel reads its rows where they lie through a table of row
-addresses (csrc/kernels/gemm/sgemm.c, a_block/block_mul), in K slices up to 1024 deep where
-packed ones are at most 256. A transposed A (trans_a=True, a column stride of lda) is always
+A row-major A (unit column stride) is not copied into packed blocks: the indirect microkernel
+reads its rows where they lie through a table of row addresses (csrc/kernels/gemm/sgemm.c,
+a_block/block_mul), in K slices up to 1024 deep where packed ones are at most 256, and a product
+wider than 8 B slivers runs in column panels of 8 slivers, each reading A again. A transposed A (trans_a=True, a column stride of lda) is always
 packed. Both microkernels of one ISA level sum over k in the same order, so where the K slicing
 is the same (K <= 256: one slice either way) the same product computed either way must agree bit
 for bit; beyond, they differ by where the slice sums are added into C, and both are checked
@@ -13,7 +13,9 @@ The shapes cover the driver's cases: the whole-B row-block-major path (tall, nar
 column-panel path (short M), split-K (few tiles, long K, 2 threads), edges in every dimension
 (M not a multiple of the 14- or 6-row tile, N not a multiple of the 32- or 16-column one, K
 shorter than the 16-step prefetch block and with a remainder after it), the last sliver of a row
-block (no next sliver to prefetch), beta and the fused bias + ReLU epilogue."""
+block (no next sliver to prefetch), several column panels with a narrow last one, more row
+blocks than threads (split into a multiple of the team), beta and the fused bias + ReLU
+epilogue."""
 
 import numpy as np
 import pytest
@@ -30,7 +32,9 @@ SHAPES = [
     (15, 1, 17),       # single column, one row past a 14-row tile
     (1, 5, 40),        # batch 1
     (100, 40, 3000),   # split-K at 2 threads
-    (500, 300, 200),   # 10 slivers: packed even for a row-major A
+    (500, 300, 200),   # 10 slivers: two column panels (256 + 44), one K slice: bit for bit
+    (1100, 520, 200),  # three panels (the last 8 wide), 3 row blocks -> 4 at 2 threads
+    (800, 600, 1100),  # three panels, two K slices of 552 each, 3 row blocks -> 4
 ]
 
 
@@ -61,7 +65,7 @@ def test_inplace_matches_packed_bitwise(isa, num_threads, m, n, k, threads, beta
         assert np.all(err <= 1e-5 * bound + 1e-30), float(np.max(err / (bound + 1e-30)))
 
 
-@pytest.mark.parametrize("m,n,k", [(3000, 64, 250), (77, 45, 200)])
+@pytest.mark.parametrize("m,n,k", [(3000, 64, 250), (77, 45, 200), (900, 600, 250)])
 def test_inplace_epilogue_and_alpha(isa, num_threads, m, n, k):
     rng = np.random.default_rng(5)
     a = rng.standard_normal((m, k)).astype(np.float32)
@@ -77,6 +81,24 @@ def test_inplace_epilogue_and_alpha(isa, num_threads, m, n, k):
         bound = 0.5 * (np.abs(a).astype(np.float64) @ np.abs(b)) + np.abs(bias)
         assert np.all(np.abs(got - ref) <= 1e-5 * bound + 1e-30)
         assert np.all(got >= 0.0)
+
+
+@pytest.mark.parametrize("m,n,k", [(1024, 1024, 300), (800, 600, 1100), (2000, 64, 700)])
+def test_row_blocks_split_for_the_team_same_bits(isa, num_threads, m, n, k):
+    # 1 thread runs 378-row blocks, 2 threads a multiple of 2 blocks of near-equal sliver
+    # counts; where rows are cut must not change any element's sum, so the bits agree.
+    rng = np.random.default_rng(m + n + k)
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    out = []
+    for threads in (1, 2):
+        num_threads(threads)
+        out.append(_core.gemm("g", a, b))
+        out.append(_core.gemm("g", np.ascontiguousarray(a.T), b, trans_a=True))  # packed
+    np.testing.assert_array_equal(out[0], out[2])
+    np.testing.assert_array_equal(out[1], out[3])
+    ref, bound = _ref(a, b, np.zeros((m, n), np.float32), 0.0)
+    assert np.all(np.abs(out[0] - ref) <= 1e-5 * bound + 1e-30)
 
 
 def test_inplace_reads_only_a(isa):
