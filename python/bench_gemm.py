@@ -88,6 +88,7 @@ def main():
     ap.add_argument("--worker", choices=["numpy", "torch"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     shapes = QUICK if args.quick else SHAPES
+    rounds = max(1, args.rounds)
     if args.worker:
         worker(args.worker, shapes, args.threads[0], args.repeat)
         return
@@ -110,7 +111,7 @@ def main():
     med = lambda v: float(np.median(v)) if v else float("nan")  # noqa: E731
     for nt in args.threads:
         times = {}  # (key, isa or reference) -> seconds per round
-        for _ in range(max(1, args.rounds)):
+        for _ in range(rounds):
             refs = {"env": run_child("numpy", shapes, nt, args.repeat, "env"),
                     "unset": run_child("numpy", shapes, nt, args.repeat, "unset"),
                     "torch": run_child("torch", shapes, nt, args.repeat, "env")}
@@ -143,7 +144,7 @@ def main():
                       f"{med(ratio.get('torch', [])):>8.2f}", flush=True)
     _core.set_isa(prev_isa)
     print(f"GFLOPS: ours; np env / np unset / torch: GFLOPS of the references (median over "
-          f"{args.rounds} rounds of the median of {args.repeat} runs); x ...: speed ratio ours / "
+          f"{rounds} rounds of the median of {args.repeat} runs); x ...: speed ratio ours / "
           f"reference within a round (> 1: we are faster), median over rounds; (rounds): lowest "
           f"and highest round's x np unset.")
 

@@ -3,11 +3,11 @@
 A row-major A (unit column stride) is not copied into packed blocks: the indirect microkernel
 reads its rows where they lie through a table of row addresses (csrc/kernels/gemm/sgemm.c,
 a_block/block_mul), in K slices up to 1024 deep where packed ones are at most 256, and a product
-wider than 8 B slivers runs in column panels of 8 slivers, each reading A again. A transposed A (trans_a=True, a column stride of lda) is always
-packed. Both microkernels of one ISA level sum over k in the same order, so where the K slicing
-is the same (K <= 256: one slice either way) the same product computed either way must agree bit
-for bit; beyond, they differ by where the slice sums are added into C, and both are checked
-against a float64 NumPy product.
+wider than 8 B slivers runs in column panels of 8 slivers, each reading A again. A transposed A
+(trans_a=True, a column stride of lda) is always packed. Both microkernels of one ISA level sum
+over k in the same order, so where the K slicing is the same (K <= 256: one slice either way)
+the same product computed either way must agree bit for bit; beyond, they differ by where the
+slice sums are added into C, and both are checked against a float64 NumPy product.
 
 The shapes cover the driver's cases: the whole-B row-block-major path (tall, narrow), the
 column-panel path (short M), split-K (few tiles, long K, 2 threads), edges in every dimension
