@@ -15,7 +15,7 @@ column-panel path (short M), split-K (few tiles, long K, 2 threads), edges in ev
 shorter than the 16-step prefetch block and with a remainder after it), the last sliver of a row
 block (no next sliver to prefetch), several column panels with a narrow last one, more row
 blocks than threads (split into a multiple of the team), beta and the fused bias + ReLU
-epilogue."""
+epilogue, and rows so aliased in L1 (4 KB apart) that a sliver is copied as it is first used."""
 
 import numpy as np
 import pytest
@@ -99,6 +99,35 @@ def test_row_blocks_split_for_the_team_same_bits(isa, num_threads, m, n, k):
     np.testing.assert_array_equal(out[1], out[3])
     ref, bound = _ref(a, b, np.zeros((m, n), np.float32), 0.0)
     assert np.all(np.abs(out[0] - ref) <= 1e-5 * bound + 1e-30)
+
+
+@pytest.mark.parametrize("m,n,k,threads", [(800, 256, 1024, 1), (800, 256, 1024, 2),
+                                            (800, 300, 2048, 1), (800, 300, 2048, 2),
+                                            (47, 256, 1024, 1)])
+@pytest.mark.parametrize("beta", [0.0, 0.75])
+def test_aliased_rows_copied_same_bits(isa, num_threads, m, n, k, threads, beta):
+    """With K a multiple of 1024, A's rows are a multiple of 4 KB apart and all 14 of a sliver
+    fall on one L1 set; when the sliver meets >= 6 B slivers (N >= 192 at AVX-512), the first
+    meeting copies it out (the copying microkernel) and the others read the copy. Each column's
+    sum runs in the same k order as in a 1-thread product of that column's 32-wide sliver
+    alone, which is never copied: the bits agree. 800 rows give each of 2 threads whole panels
+    (fewer rows would run split-K at 2 threads, another summation); 47 rows end in a 5-row
+    sliver, too short to alias; 2048 is two K slices, the second accumulating into C."""
+    rng = np.random.default_rng(m + n + k)
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    c0 = rng.standard_normal((m, n)).astype(np.float32)
+    num_threads(threads)
+    got = c0.copy()
+    _core.gemm("g", a, b, out=got, beta=beta)
+    num_threads(1)
+    for j0 in range(0, n, 32):
+        part = np.ascontiguousarray(c0[:, j0:j0 + 32])
+        _core.gemm("g", a, np.ascontiguousarray(b[:, j0:j0 + 32]), out=part, beta=beta)
+        np.testing.assert_array_equal(got[:, j0:j0 + 32], part)
+    ref, bound = _ref(a, b, c0, beta)
+    err = np.abs(got.astype(np.float64) - ref)
+    assert np.all(err <= 1e-5 * bound + 1e-30), float(np.max(err / (bound + 1e-30)))
 
 
 def test_inplace_reads_only_a(isa):

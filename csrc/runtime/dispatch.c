@@ -11,7 +11,8 @@
      qnn_fconv_pixel_ref, qnn_tgemm_ukernel_ref, QNN_TGEMM_MR_REF, qnn_ttgemm_ukernel_ref,   \
      QNN_TTGEMM_MR_REF, &qnn_bn_kernels_ref, &qnn_quant_auto_kernels_ref,        \
      qnn_sgemm_ind_ukernel_ref, qnn_sgemm_indb_ukernel_ref, qnn_sgemm_pack_at_ref,       \
-     qnn_ste_encode_ref, qnn_ste_decode_ref, &qnn_wino_kernels_ref}
+     qnn_ste_encode_ref, qnn_ste_decode_ref, &qnn_wino_kernels_ref,                     \
+     qnn_sgemm_indc_ukernel_ref}
 
 qnn_dispatch qnn_dispatch_table = QNN_DISPATCH_REF;
 
@@ -58,7 +59,8 @@ int qnn_dispatch_select(int isa) {
                            &qnn_bn_kernels_avx2, &qnn_quant_auto_kernels_avx2,
                            qnn_sgemm_ind_ukernel_avx2, qnn_sgemm_indb_ukernel_avx2,
                            qnn_sgemm_pack_at_avx2, qnn_ste_encode_avx2,
-                           qnn_ste_decode_avx2, &qnn_wino_kernels_avx2};
+                           qnn_ste_decode_avx2, &qnn_wino_kernels_avx2,
+                           qnn_sgemm_indc_ukernel_avx2};
     } else if (isa == QNN_ISA_AVX512) {
         d = (qnn_dispatch){QNN_ISA_AVX512, qnn_quant_fwd_avx512, qnn_quant_bwd_avx512,
                            qnn_sgemm_ukernel_avx512, QNN_SGEMM_MR_AVX512, QNN_SGEMM_NR_AVX512,
@@ -70,7 +72,7 @@ int qnn_dispatch_select(int isa) {
                            qnn_sgemm_ind_ukernel_avx512,
                            qnn_sgemm_indb_ukernel_avx512, qnn_sgemm_pack_at_avx512,
                            qnn_ste_encode_avx512, qnn_ste_decode_avx512,
-                           &qnn_wino_kernels_avx512};
+                           &qnn_wino_kernels_avx512, qnn_sgemm_indc_ukernel_avx512};
     }
 #endif
     qnn_dispatch_table = d;

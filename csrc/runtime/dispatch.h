@@ -36,6 +36,7 @@ typedef struct qnn_dispatch {
     qnn_ste_encode_fn ste_encode;        /* quantizer STEs as bit codes (forward epilogue) */
     qnn_ste_decode_fn ste_decode;        /* ... and back to a gradient */
     const qnn_wino_kernels *wino;        /* Winograd F(2x2, 3x3) transforms */
+    qnn_sgemm_indc_ukernel sgemm_indc;   /* sgemm_ind, copying its A sliver out as it goes */
 } qnn_dispatch;
 
 extern qnn_dispatch qnn_dispatch_table;

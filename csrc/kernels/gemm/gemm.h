@@ -54,6 +54,24 @@ void qnn_sgemm_ind_ukernel_avx2(size_t, const size_t *, const float *const *,
 void qnn_sgemm_ind_ukernel_avx512(size_t, const size_t *, const float *const *,
                                   const float *const *, const float *, float *, size_t, size_t,
                                   size_t, float, float);
+/* Copying indirect microkernel: the indirect product over one K segment of kc steps (a
+ * multiple of 16, the AVX-512 form's copy step) that also
+ * writes row i's kc values of A to cp[i] (rows i >= m repeat row m-1 in both tables), so the
+ * driver's later B slivers can read a copy whose rows do not share L1 sets (sgemm.c). Same k
+ * order as the indirect kernel of the same ISA, so the same bits. */
+typedef void (*qnn_sgemm_indc_ukernel)(size_t kc, const float *const *rows, float *const *cp,
+                                       const float *const *pf, const float *b, float *c,
+                                       size_t ldc, size_t m, size_t n, float alpha, float beta);
+
+void qnn_sgemm_indc_ukernel_ref(size_t, const float *const *, float *const *,
+                                const float *const *, const float *, float *, size_t, size_t,
+                                size_t, float, float);
+void qnn_sgemm_indc_ukernel_avx2(size_t, const float *const *, float *const *,
+                                 const float *const *, const float *, float *, size_t, size_t,
+                                 size_t, float, float);
+void qnn_sgemm_indc_ukernel_avx512(size_t, const float *const *, float *const *,
+                                   const float *const *, const float *, float *, size_t, size_t,
+                                   size_t, float, float);
 /* Indirect-B microkernel: as qnn_sgemm_ukernel (A packed), but row k of the B sliver is read
  * at brow[k]: NR contiguous floats, any alignment. Same k order as the packed kernel, so the
  * same bits. */
@@ -93,6 +111,8 @@ void qnn_sgemm_pack_at_avx512(const float *, size_t, size_t, size_t, float *);
 #define QNN_SGEMM_NR_AVX2 16
 #define QNN_SGEMM_MR_AVX512 14
 #define QNN_SGEMM_NR_AVX512 32
+/* The tallest tile of any ISA (a bound for per-sliver tables on the stack). */
+#define QNN_SGEMM_MR_MAX 14
 
 /* A strided matrix view: element (i, j) is p[i*rs + j*cs]. */
 typedef struct qnn_mat {

@@ -28,10 +28,23 @@
  * alternately in one process): 4x deeper K slices mean 4x fewer passes over C. */
 #define QNN_IND_PANEL_SLIVERS 8
 #define QNN_BFULL_BYTES (4u * 1024u * 1024u)
+/* L1D sets of 64-byte lines (48 KB 12-way here; 32 KB 8-way L1Ds have 64 sets too). */
+#define QNN_L1_SETS 64u
+/* An in-place A sliver with more rows than this on one L1 set is copied (aliased_rows)... */
+#define QNN_ALIAS_ROWS 8u
+/* ... when it meets at least this many B slivers: the copy costs ~1.5% of one pass (2048^3
+ * with no aliasing), and with 4 slivers (N = 128) the net was -1%, with 6 +0.5%, with 8 +2-3%
+ * (2048^3); with 2 (65536 x 64 x 1024, A from DRAM) -8%. */
+#define QNN_ACOPY_MIN_SLIVERS 6
+/* Floats of a thread's copy of one aliased A sliver: MR rows of up to IND_KC + 16. */
+#define QNN_ACOPY_FLOATS(mr) round_up((mr) * (QNN_SGEMM_IND_KC + 16), 16)
 
 /* A row-address table (round_up(mc, mr) x nseg pointers) fits where the packed block would. */
 _Static_assert(QNN_SGEMM_IND_MAXSEG * sizeof(const float *) <= QNN_KC * sizeof(float),
                "the A table must fit in the packed-A buffer");
+_Static_assert(QNN_SGEMM_MR_REF <= QNN_SGEMM_MR_MAX && QNN_SGEMM_MR_AVX2 <= QNN_SGEMM_MR_MAX &&
+                   QNN_SGEMM_MR_AVX512 <= QNN_SGEMM_MR_MAX,
+               "a sliver's row table must fit in QNN_SGEMM_MR_MAX pointers");
 
 static size_t min_sz(size_t a, size_t b) { return a < b ? a : b; }
 static size_t round_up(size_t a, size_t m) { return (a + m - 1) / m * m; }
@@ -99,7 +112,8 @@ static void scale_c(size_t M, size_t N, float beta, float *c, size_t ldc) {
 /* One GEMM's blocking plan and buffers; gemm_run() executes it as thread `tid` of `nt`. */
 typedef struct gemm_job {
     size_t M, N, K, kcb, mcb, n_mb, astride;
-    size_t ncb; /* column panel width (the jc step) */
+    size_t ncb;   /* column panel width (the jc step) */
+    size_t acopy; /* offset (floats) of the aliased-sliver copy in a thread's A buffer, or 0 */
     int bfull; /* all of B packed up front (slice p at bbuf + p*kcb*round_up(N, nr)) */
     int ind;   /* A read in place through ap->rows (else packed) */
     int bind;  /* B read in place through bp->rows (else packed); only with a packed A */
@@ -134,13 +148,35 @@ static size_t a_block(const gemm_job *j, float *my_a, size_t i0, size_t mc, size
     return 0;
 }
 
+/* Whether rows [0, m) of an in-place A sliver start on so few L1 sets that more than
+ * QNN_ALIAS_ROWS share one: a row stride that is a multiple of 4 KB (K = 1024, 2048, ...) puts
+ * all 14 on one 12-way set, and each k step's 14 broadcasts then keep evicting one another.
+ * 2048 x 2048 x K ran 3% (K = 1024) and 6% (K = 2048) slower than at K + 16; 7 rows a set (a
+ * 2 KB stride) cost ~1%, less than the copy. */
+static int aliased_rows(const float *const *r, size_t m) {
+    if (m <= QNN_ALIAS_ROWS) return 0;
+    unsigned char n[QNN_L1_SETS] = {0};
+    for (size_t i = 0; i < m; i++)
+        if (++n[((uintptr_t)r[i] >> 6) % QNN_L1_SETS] > QNN_ALIAS_ROWS) return 1;
+    return 0;
+}
+
+/* Row addresses of a copy of one in-place A sliver (kc floats a row) at dst, with a row stride
+ * of an odd number of lines so its rows fall on distinct L1 sets; rows >= m at row m-1, as in
+ * the table it replaces. */
+static void copy_rows(size_t m, size_t mr, size_t kc, float *dst, float **tab) {
+    size_t ld = round_up(kc, 16);
+    if ((ld / 16) % 2 == 0) ld += 16;
+    for (size_t i = 0; i < mr; i++) tab[i] = dst + (i < m ? i : m - 1) * ld;
+}
+
 /* C rows [0, mc) x slivers [s0, s1) (c points at the block's C(0, 0) of this column panel, nc
  * columns wide) = the readied A block times B slivers (sliver sl at bsl + sl*nr*kc). Packed A:
  * each B sliver stays in L1 while the A slivers stream from L2. In-place A: each A sliver is
  * used against every B sliver at once, while it is in L1, and the next one is prefetched during
  * its first use, since it comes from wherever the caller's matrix lies (L3, DRAM). The sum over
  * k runs in the same order either way. */
-static void block_mul(const gemm_job *j, const float *my_a, size_t nseg, const size_t *len,
+static void block_mul(const gemm_job *j, float *my_a, size_t nseg, const size_t *len,
                       size_t mc, size_t kc, const float *bsl, size_t s0, size_t s1, float *c,
                       size_t nc, float bt) {
     const size_t mr = (size_t)qnn_dispatch_table.sgemm_mr, nr = (size_t)qnn_dispatch_table.sgemm_nr;
@@ -166,13 +202,30 @@ static void block_mul(const gemm_job *j, const float *my_a, size_t nseg, const s
     const qnn_sgemm_ind_ukernel uk = qnn_dispatch_table.sgemm_ind;
     const float *const *tab = (const float *const *)(const void *)my_a;
     const size_t nv = (mc + mr - 1) / mr, per = nseg * mr;
+    float *ctab[QNN_SGEMM_MR_MAX];
     for (size_t v = 0; v < nv; v++) {
-        const float *const *t = tab + v * per;
-        for (size_t sl = s0; sl < s1; sl++) {
+        const float *const *t = tab + v * per, *const *pf = v + 1 < nv ? t + per : NULL;
+        const size_t m = min_sz(mr, mc - v * mr);
+        size_t sl = s0;
+        /* An aliased sliver meets the first B sliver in place, copying itself out as it goes,
+         * and the others from the copy. One segment only, as the plain GEMM's rows (the copying
+         * kernel prefetches the next sliver by its one segment), 16-step deep: contiguous rows
+         * alias at K = 1024 t, cut into 1024-deep slices. */
+        if (j->acopy && nseg == 1 && kc % 16 == 0 && s1 - s0 >= QNN_ACOPY_MIN_SLIVERS &&
+            aliased_rows(t, m)) {
             const size_t j0 = sl * nr;
-            uk(nseg, len, t, sl == s0 && v + 1 < nv ? t + per : NULL, bsl + j0 * kc,
-               c + v * mr * j->ldc + j0, j->ldc, min_sz(mr, mc - v * mr), min_sz(nr, nc - j0),
-               j->alpha, bt);
+            copy_rows(m, mr, kc, my_a + j->acopy, ctab);
+            qnn_dispatch_table.sgemm_indc(kc, t, ctab, pf, bsl + j0 * kc,
+                                          c + v * mr * j->ldc + j0, j->ldc, m,
+                                          min_sz(nr, nc - j0), j->alpha, bt);
+            t = (const float *const *)ctab;
+            pf = NULL;
+            sl++;
+        }
+        for (; sl < s1; sl++) {
+            const size_t j0 = sl * nr;
+            uk(nseg, len, t, sl == s0 ? pf : NULL, bsl + j0 * kc, c + v * mr * j->ldc + j0,
+               j->ldc, m, min_sz(nr, nc - j0), j->alpha, bt);
         }
     }
 }
@@ -304,8 +357,11 @@ static void gemm_plan(gemm_job *j, size_t M, size_t N, size_t K, float alpha, co
         const size_t n_mb = ((M + mcb - 1) / mcb + t - 1) / t * t;
         mcb = (m_sl + n_mb - 1) / n_mb * mr;
     }
-    *j = (gemm_job){M, N, K, kcb, mcb, (M + mcb - 1) / mcb, round_up(mcb, mr) * QNN_KC, ncb, 0,
-                    ind, !ind && bp->rows != NULL, alpha, beta, ap, bp, c, NULL, NULL, ldc, ep};
+    /* A thread's A buffer: the packed block or the row table, then (in place) a sliver copy. */
+    const size_t a_main = round_up(mcb, mr) * QNN_KC;
+    *j = (gemm_job){M, N, K, kcb, mcb, (M + mcb - 1) / mcb,
+                    a_main + (ind ? QNN_ACOPY_FLOATS(mr) : 0), ncb, ind ? a_main : 0, 0, ind,
+                    !ind && bp->rows != NULL, alpha, beta, ap, bp, c, NULL, NULL, ldc, ep};
     const size_t n_pc = (K + kcb - 1) / kcb, npad = round_up(N, nr);
     /* Whole B when it is small next to the C it would otherwise make us re-read. */
     j->bfull = n_pc > 1 && N <= ncb && npad * K * sizeof(float) <= QNN_BFULL_BYTES &&

@@ -6,6 +6,7 @@
  * broadcast. FMA rounds once per step where the reference rounds twice: results agree to float
  * summation, not bit for bit. */
 #include <immintrin.h>
+#include <string.h>
 
 #include "kernels/gemm/gemm.h"
 
@@ -77,7 +78,7 @@ void qnn_sgemm_ukernel_avx2(size_t kc, const float *a, const float *b, float *c,
 }
 
 /* The indirect form (gemm.h): the same tile and k order, the six A rows read through a pointer
- * table, the next sliver's rows prefetched one line per k step. */
+ * table, the next sliver's rows prefetched into L2 one line per k step (as the AVX-512 kernel). */
 void qnn_sgemm_ind_ukernel_avx2(size_t nseg, const size_t *len, const float *const *rows,
                                 const float *const *pf, const float *b, float *c, size_t ldc,
                                 size_t m, size_t n, float alpha, float beta) {
@@ -96,7 +97,7 @@ void qnn_sgemm_ind_ukernel_avx2(size_t nseg, const size_t *len, const float *con
         pb += NR;                                                                          \
     }
 #define QNN_PF_STEP(u)                                                     \
-    _mm_prefetch((const char *)(q[u] + k), _MM_HINT_T0);                   \
+    _mm_prefetch((const char *)(q[u] + k), _MM_HINT_T1);                   \
     QNN_STEP(k + u)
     for (size_t s = 0; s < nseg; s++) {
         const float *const *r = rows + s * MR;
@@ -119,6 +120,15 @@ void qnn_sgemm_ind_ukernel_avx2(size_t nseg, const size_t *len, const float *con
 #undef QNN_STEP
 #undef QNN_ROW
     QNN_TILE_END;
+}
+
+/* The copying indirect form (gemm.h). Six rows never crowd one L1 set enough for the driver to
+ * ask for a copy (sgemm.c: more than 8 rows), so this one is plain: the copy, then the product. */
+void qnn_sgemm_indc_ukernel_avx2(size_t kc, const float *const *rows, float *const *cp,
+                                 const float *const *pf, const float *b, float *c, size_t ldc,
+                                 size_t m, size_t n, float alpha, float beta) {
+    for (size_t i = 0; i < MR; i++) memcpy(cp[i], rows[i], kc * sizeof(float));
+    qnn_sgemm_ind_ukernel_avx2(1, &kc, rows, pf, b, c, ldc, m, n, alpha, beta);
 }
 
 /* The indirect-B form (gemm.h): packed A, B row k of the sliver read at brow[k]. */

@@ -86,15 +86,7 @@ void qnn_sgemm_ukernel_avx512(size_t kc, const float *a, const float *b, float *
     QNN_TILE_END;
 }
 
-/* The indirect form: the same tile and k order, the 14 A rows read through a pointer table.
- * With no packed copy in L2 to stream from, the rows of the next sliver are prefetched here,
- * one line of one row per k step (14 of every 16 steps), so the fetches spread over the whole
- * product instead of stalling in a burst between calls. */
-void qnn_sgemm_ind_ukernel_avx512(size_t nseg, const size_t *len, const float *const *rows,
-                                  const float *const *pf, const float *b, float *c, size_t ldc,
-                                  size_t m, size_t n, float alpha, float beta) {
-    const float *pb = __builtin_assume_aligned(b, 64);
-    QNN_TILE_BEGIN;
+/* One k step of the indirect kernels: row i's A value at a##i[k], the B vectors at pb. */
 #define QNN_ROW(i, k)                                \
     {                                                \
         const __m512 ai = _mm512_set1_ps(a##i[k]);   \
@@ -109,33 +101,86 @@ void qnn_sgemm_ind_ukernel_avx512(size_t nseg, const size_t *len, const float *c
         QNN_ROW(11, k) QNN_ROW(12, k) QNN_ROW(13, k)                                      \
         pb += NR;                                                                         \
     }
+#define QNN_IND_ROWS(r)                                                                 \
+    const float *a0 = (r)[0], *a1 = (r)[1], *a2 = (r)[2], *a3 = (r)[3], *a4 = (r)[4],     \
+                *a5 = (r)[5], *a6 = (r)[6], *a7 = (r)[7], *a8 = (r)[8], *a9 = (r)[9],     \
+                *a10 = (r)[10], *a11 = (r)[11], *a12 = (r)[12], *a13 = (r)[13]
+/* 16 k steps from k, prefetching one line of each row of the next sliver's table q. */
 #define QNN_PF_STEP(u)                                                     \
-    _mm_prefetch((const char *)(q[u] + k), _MM_HINT_T0);                   \
+    _mm_prefetch((const char *)(q[u] + k), _MM_HINT_T1);                   \
     QNN_STEP(k + u)
+#define QNN_PF_GROUP                                                                      \
+    {                                                                                     \
+        QNN_PF_STEP(0) QNN_PF_STEP(1) QNN_PF_STEP(2) QNN_PF_STEP(3) QNN_PF_STEP(4)         \
+        QNN_PF_STEP(5) QNN_PF_STEP(6) QNN_PF_STEP(7) QNN_PF_STEP(8) QNN_PF_STEP(9)         \
+        QNN_PF_STEP(10) QNN_PF_STEP(11) QNN_PF_STEP(12) QNN_PF_STEP(13)                    \
+        QNN_STEP(k + 14) QNN_STEP(k + 15)                                                 \
+    }
+
+/* The indirect form: the same tile and k order, the 14 A rows read through a pointer table.
+ * With no packed copy in L2 to stream from, the rows of the next sliver are prefetched here,
+ * one line of one row per k step (14 of every 16 steps), so the fetches spread over the whole
+ * product instead of stalling in a burst between calls. They go to L2 (T1), not L1: the next
+ * sliver is needed a whole call later, and a product streaming A from DRAM (65536 x 64 x 576)
+ * ran 3-8% faster so, convolutions and L3-resident squares unchanged (in-process A/B). */
+void qnn_sgemm_ind_ukernel_avx512(size_t nseg, const size_t *len, const float *const *rows,
+                                  const float *const *pf, const float *b, float *c, size_t ldc,
+                                  size_t m, size_t n, float alpha, float beta) {
+    const float *pb = __builtin_assume_aligned(b, 64);
+    QNN_TILE_BEGIN;
     for (size_t s = 0; s < nseg; s++) {
         const float *const *r = rows + s * MR;
-        const float *a0 = r[0], *a1 = r[1], *a2 = r[2], *a3 = r[3], *a4 = r[4], *a5 = r[5],
-                    *a6 = r[6], *a7 = r[7], *a8 = r[8], *a9 = r[9], *a10 = r[10],
-                    *a11 = r[11], *a12 = r[12], *a13 = r[13];
+        QNN_IND_ROWS(r);
         const size_t l = len[s];
         size_t k = 0;
         if (pf) {
             const float *const *q = pf + s * MR;
-            for (; k + 16 <= l; k += 16) {
-                QNN_PF_STEP(0) QNN_PF_STEP(1) QNN_PF_STEP(2) QNN_PF_STEP(3) QNN_PF_STEP(4)
-                QNN_PF_STEP(5) QNN_PF_STEP(6) QNN_PF_STEP(7) QNN_PF_STEP(8) QNN_PF_STEP(9)
-                QNN_PF_STEP(10) QNN_PF_STEP(11) QNN_PF_STEP(12) QNN_PF_STEP(13)
-                QNN_STEP(k + 14) QNN_STEP(k + 15)
-            }
+            for (; k + 16 <= l; k += 16) QNN_PF_GROUP
         }
 #pragma GCC unroll 4
         for (; k < l; k++) QNN_STEP(k)
     }
+    QNN_TILE_END;
+}
+
+/* The copying indirect form (gemm.h): as the indirect kernel over one segment, and each group
+ * of 16 k steps first moves its 16 columns of the 14 rows to cp with one vector load and store a
+ * row, then broadcasts from the copy. The aliased rows are so read once, a line at a time, and
+ * the copy rides along the first B sliver's pass: a separate copy pass cost 4% on 2048^3. */
+void qnn_sgemm_indc_ukernel_avx512(size_t kc, const float *const *rows, float *const *cp,
+                                   const float *const *pf, const float *b, float *c, size_t ldc,
+                                   size_t m, size_t n, float alpha, float beta) {
+    const float *pb = __builtin_assume_aligned(b, 64);
+    QNN_TILE_BEGIN;
+    QNN_IND_ROWS(cp);
+#define QNN_CP(i) _mm512_storeu_ps(cp[i] + k, _mm512_loadu_ps(rows[i] + k));
+#define QNN_CP_ALL                                                                               \
+    QNN_CP(0) QNN_CP(1) QNN_CP(2) QNN_CP(3) QNN_CP(4) QNN_CP(5) QNN_CP(6) QNN_CP(7) QNN_CP(8) \
+    QNN_CP(9) QNN_CP(10) QNN_CP(11) QNN_CP(12) QNN_CP(13)
+    size_t k = 0;
+    if (pf) {
+        const float *const *q = pf;
+        for (; k + 16 <= kc; k += 16) {
+            QNN_CP_ALL
+            QNN_PF_GROUP
+        }
+    }
+    for (; k + 16 <= kc; k += 16) {
+        QNN_CP_ALL
+        QNN_STEP(k) QNN_STEP(k + 1) QNN_STEP(k + 2) QNN_STEP(k + 3) QNN_STEP(k + 4)
+        QNN_STEP(k + 5) QNN_STEP(k + 6) QNN_STEP(k + 7) QNN_STEP(k + 8) QNN_STEP(k + 9)
+        QNN_STEP(k + 10) QNN_STEP(k + 11) QNN_STEP(k + 12) QNN_STEP(k + 13) QNN_STEP(k + 14)
+        QNN_STEP(k + 15)
+    }
+#undef QNN_CP_ALL
+#undef QNN_CP
+    QNN_TILE_END;
+}
+#undef QNN_PF_GROUP
 #undef QNN_PF_STEP
 #undef QNN_STEP
 #undef QNN_ROW
-    QNN_TILE_END;
-}
+#undef QNN_IND_ROWS
 
 /* The indirect-B form (gemm.h): packed A, B row k of the sliver read at brow[k]. */
 void qnn_sgemm_indb_ukernel_avx512(size_t kc, const float *a, const float *const *brow, float *c,

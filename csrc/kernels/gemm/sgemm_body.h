@@ -69,6 +69,15 @@ void QNN_FN(qnn_sgemm_ind_ukernel)(size_t nseg, const size_t *len, const float *
     QNN_FN(store_tile)(acc, c, ldc, m, n, alpha, beta);
 }
 
+/* The copying indirect form (gemm.h): the copy first, then the indirect product. */
+void QNN_FN(qnn_sgemm_indc_ukernel)(size_t kc, const float *const *rows, float *const *cp,
+                                    const float *const *pf, const float *b, float *c, size_t ldc,
+                                    size_t m, size_t n, float alpha, float beta) {
+    for (int i = 0; i < QNN_MR; i++)
+        for (size_t k = 0; k < kc; k++) cp[i][k] = rows[i][k];
+    QNN_FN(qnn_sgemm_ind_ukernel)(1, &kc, rows, pf, b, c, ldc, m, n, alpha, beta);
+}
+
 /* The indirect-B form (gemm.h): packed A, B row k of the sliver read at brow[k]. */
 void QNN_FN(qnn_sgemm_indb_ukernel)(size_t kc, const float *a, const float *const *brow,
                                     float *c, size_t ldc, size_t m, size_t n, float alpha,
