@@ -222,6 +222,21 @@ static void block_mul(const gemm_job *j, float *my_a, size_t nseg, const size_t 
             pf = NULL;
             sl++;
         }
+        /* Two B slivers (N <= 64 at AVX-512) and one segment (the plain GEMM's rows): each
+         * pass prefetches half of the next sliver's rows (the table repeats them; a repeated
+         * line is already on its way), so the fetches spread over both passes. For a tall A
+         * streamed from DRAM, all in the first pass asked for ~15 GB/s, one core's bandwidth
+         * here: 65536 x 64 x 576 ran 4-8% faster so; 16384 x 64 x 576 (A in L3) within 1%,
+         * and products with more slivers were no faster or lost 1-2%. */
+        if (pf && nseg == 1 && s1 - sl == 2) {
+            const float *q[QNN_SGEMM_MR_MAX];
+            for (size_t h = 0; h < 2; h++, sl++) {
+                const size_t j0 = sl * nr, r0 = h * (mr / 2), nrow = h ? mr - mr / 2 : mr / 2;
+                for (size_t u = 0; u < mr; u++) q[u] = pf[r0 + u % nrow];
+                uk(nseg, len, t, q, bsl + j0 * kc, c + v * mr * j->ldc + j0, j->ldc, m,
+                   min_sz(nr, nc - j0), j->alpha, bt);
+            }
+        }
         for (; sl < s1; sl++) {
             const size_t j0 = sl * nr;
             uk(nseg, len, t, sl == s0 ? pf : NULL, bsl + j0 * kc, c + v * mr * j->ldc + j0,
