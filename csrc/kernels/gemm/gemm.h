@@ -54,11 +54,11 @@ void qnn_sgemm_ind_ukernel_avx2(size_t, const size_t *, const float *const *,
 void qnn_sgemm_ind_ukernel_avx512(size_t, const size_t *, const float *const *,
                                   const float *const *, const float *, float *, size_t, size_t,
                                   size_t, float, float);
-/* Copying indirect microkernel: the indirect product over one K segment of kc steps (a
- * multiple of 16, the AVX-512 form's copy step) that also
- * writes row i's kc values of A to cp[i] (rows i >= m repeat row m-1 in both tables), so the
- * driver's later B slivers can read a copy whose rows do not share L1 sets (sgemm.c). Same k
- * order as the indirect kernel of the same ISA, so the same bits. */
+/* Copying indirect microkernel: the indirect product over one K segment of kc steps (kc a
+ * multiple of 16, the AVX-512 form's copy step) that also writes row i's kc values of A to
+ * cp[i] (rows i >= m repeat row m-1 in both tables), so the driver's later B slivers can read a
+ * copy whose rows do not share L1 sets (sgemm.c). Same k order as the indirect kernel of the
+ * same ISA, so the same bits. */
 typedef void (*qnn_sgemm_indc_ukernel)(size_t kc, const float *const *rows, float *const *cp,
                                        const float *const *pf, const float *b, float *c,
                                        size_t ldc, size_t m, size_t n, float alpha, float beta);

@@ -150,9 +150,9 @@ static size_t a_block(const gemm_job *j, float *my_a, size_t i0, size_t mc, size
 
 /* Whether rows [0, m) of an in-place A sliver start on so few L1 sets that more than
  * QNN_ALIAS_ROWS share one: a row stride that is a multiple of 4 KB (K = 1024, 2048, ...) puts
- * all 14 on one 12-way set, and each k step's 14 broadcasts then keep evicting one another.
- * 2048 x 2048 x K ran 3% (K = 1024) and 6% (K = 2048) slower than at K + 16; 7 rows a set (a
- * 2 KB stride) cost ~1%, less than the copy. */
+ * all 14 on one 12-way set, and each k step's 14 broadcasts then keep evicting one another:
+ * 2048^3 ran 6% below 2048 x 2048 x 2064 at the same K slicing, 1024^3 5-7% below
+ * 1024 x 1024 x 1008. 7 rows a set (a 2 KB stride) cost ~1%, less than the copy. */
 static int aliased_rows(const float *const *r, size_t m) {
     if (m <= QNN_ALIAS_ROWS) return 0;
     unsigned char n[QNN_L1_SETS] = {0};
