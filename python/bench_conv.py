@@ -64,7 +64,8 @@ def main():
         if torch:
             torch.set_num_threads(nt)
         hdr = (f"{'layer':<17}{'shape NHWC->Cout':<20}{'thr':>4}{'fwd ms':>8}{'dx ms':>8}"
-               f"{'dW ms':>8}{'fwd dir':>8}{'dx dir':>8}{'fwd GF':>8}{'f+b GF':>8}{'%peak':>7}{'torch fwd':>10}"
+               f"{'dW ms':>8}{'fwd dir':>8}{'dx dir':>8}{'fwd GF':>8}{'f+b GF':>8}{'%peak':>7}"
+               f"{'torch fwd':>10}"
                f"{'torch f+b':>10}{'x fwd':>7}{'x f+b':>7}")
         print(hdr)
         print("-" * len(hdr))

@@ -100,7 +100,7 @@ static void wino_block(const wino_plan *p, size_t blk, float *my) {
         const float *vx = V + xi * p->vplane;
         const float *ux = p->u + xi * nsl * C * nr;
         float *mx = M + xi * p->mplane;
-        for (size_t q = 0; q < nv * mr; q++) tab[q] = vx + min_sz(q, T - 1) * C;
+        for (size_t i = 0; i < nv * mr; i++) tab[i] = vx + min_sz(i, T - 1) * C;
         for (size_t vv = 0; vv < nv; vv++) {
             const float *const *tv = tab + vv * mr;
             const size_t m = min_sz(mr, T - vv * mr);

@@ -12,9 +12,6 @@
 
 #include "kernels/conv/winograd.h"
 
-
-
-
 static void QNN_FN(wino_input)(const float *const *d, float *v, size_t vs, size_t C) {
     const float *restrict d0 = d[0], *restrict d1 = d[1], *restrict d2 = d[2],
                 *restrict d3 = d[3], *restrict d4 = d[4], *restrict d5 = d[5],

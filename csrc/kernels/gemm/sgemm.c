@@ -10,7 +10,6 @@
 #include "runtime/threads.h"
 #include "runtime/workspace.h"
 
-
 /* Cache blocking for a 48 KB L1D and 1 MB L2 (spec/performance.md §1): a KC x NR sliver of B
  * (32 KB for NR = 32) stays in L1 while MR-row slivers of A stream from L2; the MC x KC block of A
  * (<= QNN_A_BYTES) stays in L2 beside the C tiles; the KC x NC panel of B streams from L3 once per
@@ -491,13 +490,15 @@ static int sgemm_split_k(size_t M, size_t N, size_t K, float alpha, const qnn_ap
         const size_t f = gemm_a_floats(&pj, 1) + gemm_b_floats(&pj);
         if (f > s.per_thread) s.per_thread = f;
     }
-    s.part = qnn_ws_get(ws, QNN_WS_SPLITK, (s.part_floats + (size_t)nt * s.per_thread) * sizeof(float));
+    s.part = qnn_ws_get(ws, QNN_WS_SPLITK,
+                        (s.part_floats + (size_t)nt * s.per_thread) * sizeof(float));
     if (!s.part) return QNN_ENOMEM;
     int short_team = 0;
 #pragma omp parallel num_threads(nt)
     {
         /* The K shares and their buffers are planned for nt threads: a smaller team (see
-         * team_size) computes nothing here, and the product runs on one thread below. */
+         * qnn_team_size in threads.h) computes nothing here, and the product runs on one
+         * thread below. */
         if (qnn_team_size() != nt) {
 #pragma omp atomic write
             short_team = 1;
